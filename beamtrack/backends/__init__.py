@@ -1,0 +1,28 @@
+"""Array-library backends: what the Array API standard does not give.
+
+One module per library (``numpy``, ``torch``, ``jax``, ``cupy``, ``array_api_strict``)
+behind the :class:`~beamtrack.backends.base.Backend` interface, and a registry.
+Importing this package imports none of torch, jax or cupy.
+"""
+
+from beamtrack.backends.base import Backend
+from beamtrack.backends.errors import (
+    BackendError,
+    BackendUnavailableError,
+    NoAutodiffError,
+    PrecisionError,
+)
+from beamtrack.backends.registry import KNOWN, available, backend_of, get, namespace_of
+
+__all__ = [
+    "KNOWN",
+    "Backend",
+    "BackendError",
+    "BackendUnavailableError",
+    "NoAutodiffError",
+    "PrecisionError",
+    "available",
+    "backend_of",
+    "get",
+    "namespace_of",
+]

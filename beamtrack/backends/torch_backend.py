@@ -1,0 +1,73 @@
+"""PyTorch backend: CPU and CUDA tensors, autograd, ``torch.compile``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from beamtrack.backends.base import Backend
+
+
+class TorchBackend(Backend):
+    """Tensors of PyTorch on any of its devices, differentiable with autograd."""
+
+    name = "torch"
+    module_name = "torch"
+
+    def namespace(self) -> Any:
+        import array_api_compat.torch as xp
+
+        return xp
+
+    def default_device(self) -> Any:
+        return self.module().device("cpu")
+
+    def devices(self) -> list[Any]:
+        torch = self.module()
+        found = [torch.device("cpu")]
+        if torch.cuda.is_available():
+            found += [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
+        return found
+
+    def owns(self, array: Any) -> bool:
+        import sys
+
+        torch = sys.modules.get("torch")
+        return torch is not None and isinstance(array, torch.Tensor)
+
+    def asarray(self, data: Any, dtype: Any = None, device: Any = None) -> Any:
+        torch = self.module()
+        dtype = self.resolve_dtype(dtype)
+        if isinstance(data, torch.Tensor):
+            return data.to(dtype=dtype, device=device if device is not None else data.device)
+        return torch.as_tensor(np.asarray(data), dtype=dtype, device=device)
+
+    def resolve_dtype(self, dtype: Any) -> Any:
+        torch = self.module()
+        if dtype is None:
+            return torch.float64
+        if isinstance(dtype, str):
+            return getattr(torch, dtype)
+        return dtype
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        return array.detach().cpu().numpy()
+
+    def scatter_add(self, target: Any, indices: Any, values: Any) -> Any:
+        return target.index_add(0, indices, values)
+
+    def value_and_grad(self, fn: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
+        from torch.func import grad_and_value
+
+        wrapped = grad_and_value(fn, argnums=argnums)
+
+        def value_and_grad_fn(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            grad, value = wrapped(*args, **kwargs)
+            return value, grad
+
+        return value_and_grad_fn
+
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return self.module().compile(fn)

@@ -1,0 +1,110 @@
+"""Conversions between Bmad coordinates and those of other codes.
+
+Transverse coordinates are the same in all of them (``px = P_x / P0``); they differ
+in the longitudinal pair:
+
+=========  ===========================  =====================================
+code       longitudinal pair            definition
+=========  ===========================  =====================================
+Bmad       ``z, pz``                    ``z = -beta c (t - t0)``, ``pz = (P - P0)/P0``
+Xsuite     ``zeta, delta``              ``zeta = z beta0 / beta``, ``delta = pz``
+MAD-X      ``t, pt``                    ``t = z / beta`` (``= -c (t - t0)``), ``pt = (E - E0)/(P0 c)``
+Cheetah    ``tau, delta``               ``tau = -z / beta``, ``delta = (E - E0)/(P0 c)``
+=========  ===========================  =====================================
+
+All energy differences are computed without cancellation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from beamtrack.tracking.kinematics import beta, total_energy
+from beamtrack.tracking.parameters import per_particle
+from beamtrack.tracking.particles import Particles
+
+
+def _reference(p: Particles) -> tuple[Any, Any]:
+    return per_particle(p.p0c), per_particle(p.mc2)
+
+
+def _energy_deviation(pz: Any, p0c: Any, mc2: Any) -> Any:
+    """``(E - E0) / p0c`` from ``pz`` without cancellation."""
+    e = total_energy(pz, p0c, mc2)
+    e0 = total_energy(0.0 * pz, p0c, mc2)
+    return p0c * pz * (2.0 + pz) / (e + e0)
+
+
+def _pz_from_energy_deviation(pt: Any, p0c: Any, mc2: Any) -> Any:
+    """Inverse of :func:`_energy_deviation`: ``pz`` from ``pt = (E - E0)/p0c``."""
+    xp = _xp(pt)
+    e0 = xp.sqrt(p0c * p0c + mc2 * mc2)
+    e = e0 + pt * p0c
+    pc = xp.sqrt((e - mc2) * (e + mc2))
+    return pt * (e + e0) / (pc + p0c)
+
+
+def _xp(a: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.array_namespace(a)
+
+
+def to_xsuite(p: Particles) -> dict[str, Any]:
+    """Xsuite coordinates ``x, px, y, py, zeta, delta`` (arrays of the same backend)."""
+    p0c, mc2 = _reference(p)
+    zeta = p.z * beta(0.0 * p.pz, p0c, mc2) / beta(p.pz, p0c, mc2)
+    return {"x": p.x, "px": p.px, "y": p.y, "py": p.py, "zeta": zeta, "delta": p.pz}
+
+
+def from_xsuite(
+    x: Any, px: Any, y: Any, py: Any, zeta: Any, delta: Any, *, p0c: Any, mc2: Any, s: Any = 0.0
+) -> Particles:
+    """Particles from Xsuite coordinates; ``p0c`` and ``mc2`` in eV."""
+    ref = Particles(x, px, y, py, zeta, delta, p0c=p0c, mc2=mc2, s=s)
+    p0c_n, mc2_n = _reference(ref)
+    z = zeta * beta(delta, p0c_n, mc2_n) / beta(0.0 * delta, p0c_n, mc2_n)
+    return ref.replace(z=z)
+
+
+def to_madx(p: Particles) -> dict[str, Any]:
+    """MAD-X canonical coordinates ``x, px, y, py, t, pt``."""
+    p0c, mc2 = _reference(p)
+    t = p.z / beta(p.pz, p0c, mc2)
+    pt = _energy_deviation(p.pz, p0c, mc2)
+    return {"x": p.x, "px": p.px, "y": p.y, "py": p.py, "t": t, "pt": pt}
+
+
+def from_madx(
+    x: Any, px: Any, y: Any, py: Any, t: Any, pt: Any, *, p0c: Any, mc2: Any, s: Any = 0.0
+) -> Particles:
+    """Particles from MAD-X coordinates ``(x, px, y, py, t, pt)``."""
+    ref = Particles(x, px, y, py, t, pt, p0c=p0c, mc2=mc2, s=s)
+    p0c_n, mc2_n = _reference(ref)
+    pz = _pz_from_energy_deviation(pt, p0c_n, mc2_n)
+    return ref.replace(z=t * beta(pz, p0c_n, mc2_n), pz=pz)
+
+
+def to_cheetah(p: Particles) -> dict[str, Any]:
+    """Cheetah coordinates ``x, px, y, py, tau, delta`` and reference ``energy`` [eV]."""
+    p0c, mc2 = _reference(p)
+    tau = -p.z / beta(p.pz, p0c, mc2)
+    delta = _energy_deviation(p.pz, p0c, mc2)
+    energy = total_energy(0.0 * p.p0c, p.p0c, p.mc2)
+    return {"x": p.x, "px": p.px, "y": p.y, "py": p.py, "tau": tau, "delta": delta,
+            "energy": energy}
+
+
+def from_cheetah(
+    x: Any, px: Any, y: Any, py: Any, tau: Any, delta: Any, *, energy: Any, mc2: Any,
+    s: Any = 0.0,
+) -> Particles:
+    """Particles from Cheetah coordinates and reference total ``energy`` [eV]."""
+    xp = _xp(x)
+    energy = xp.asarray(energy, dtype=x.dtype) if not hasattr(energy, "dtype") else energy
+    mc2_a = xp.asarray(mc2, dtype=x.dtype) if not hasattr(mc2, "dtype") else mc2
+    p0c = xp.sqrt((energy - mc2_a) * (energy + mc2_a))
+    ref = Particles(x, px, y, py, tau, delta, p0c=p0c, mc2=mc2_a, s=s)
+    p0c_n, mc2_n = _reference(ref)
+    pz = _pz_from_energy_deviation(delta, p0c_n, mc2_n)
+    return ref.replace(z=-tau * beta(pz, p0c_n, mc2_n), pz=pz)

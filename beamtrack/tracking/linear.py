@@ -1,0 +1,81 @@
+"""First-order transfer maps: 6x6 matrices plus constant vectors.
+
+A map ``(R, c)`` acts as ``coords -> R @ coords + c`` on the coordinate-major
+``(*batch, 6, n)`` array, which is one batched matrix product. ``R`` has shape
+``(*batch, 6, 6)`` and ``c`` shape ``(*batch, 6)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from beamtrack.tracking.particles import Particles
+
+
+def matrix6(entries: dict[tuple[int, int], Any], like: Any) -> Any:
+    """A ``(*batch, 6, 6)`` matrix: the identity with the given entries replaced.
+
+    Parameters
+    ----------
+    entries
+        ``{(row, column): value}`` with 0-based indices; values are arrays that
+        broadcast to a common batch shape.
+    like
+        An array giving namespace, dtype and device.
+    """
+    xp = array_api_compat.array_namespace(like)
+    values = list(entries.values())
+    shape = xp.broadcast_arrays(*values)[0].shape if values else ()
+    device = array_api_compat.device(like)
+    zero = xp.zeros(shape, dtype=like.dtype, device=device)
+    one = xp.ones(shape, dtype=like.dtype, device=device)
+    rows = []
+    for i in range(6):
+        row = [
+            entries[(i, j)] + zero if (i, j) in entries else (one if i == j else zero)
+            for j in range(6)
+        ]
+        rows.append(xp.stack(row, axis=-1))
+    return xp.stack(rows, axis=-2)
+
+
+def rotation_matrix(tilt: Any) -> Any:
+    """Map of the rotation of transverse coordinates into a frame tilted by ``tilt`` [rad]."""
+    xp = array_api_compat.array_namespace(tilt)
+    c, s = xp.cos(tilt), xp.sin(tilt)
+    return matrix6(
+        {(0, 0): c, (0, 2): s, (2, 0): -s, (2, 2): c,
+         (1, 1): c, (1, 3): s, (3, 1): -s, (3, 3): c},
+        tilt,
+    )
+
+
+def misaligned(r_body: Any, x_offset: Any, y_offset: Any, tilt: Any) -> tuple[Any, Any]:
+    """Laboratory-frame map ``(R, c)`` of a body map ``r_body`` with misalignments.
+
+    ``R = rot(tilt)^T r_body rot(tilt)`` and ``c = (I - R) d`` with the offset
+    vector ``d = (x_offset, 0, y_offset, 0, 0, 0)``.
+    """
+    xp = array_api_compat.array_namespace(r_body)
+    rot = rotation_matrix(tilt + 0.0 * r_body[..., 0, 0])
+    r = xp.matmul(xp.matrix_transpose(rot), xp.matmul(r_body, rot))
+    zero = xp.zeros_like(x_offset + y_offset)
+    d = xp.stack(xp.broadcast_arrays(x_offset, zero, y_offset, zero, zero, zero), axis=-1)
+    c = d - xp.matmul(r, d[..., None])[..., 0]
+    return r, c
+
+
+def apply_linear_map(particles: Particles, r: Any, c: Any, length: Any) -> Particles:
+    """Track ``particles`` through the map ``(R, c)`` of an element of ``length`` [m].
+
+    Lost particles keep their coordinates; a linear map never loses particles.
+    """
+    xp = particles.xp
+    coords = particles.coords
+    new = xp.matmul(r, coords) + c[..., None]
+    alive = particles.alive
+    new = xp.where(alive[..., None, :], new, coords)
+    alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
+    return Particles._from_fields(new, particles.s + length, particles.p0c, particles.mc2, alive)

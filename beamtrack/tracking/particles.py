@@ -1,0 +1,341 @@
+"""The :class:`Particles` record: Bmad phase-space coordinates of a bunch."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import array_api_compat
+
+from beamtrack.backends import backend_of, get, namespace_of
+from beamtrack.backends.pytrees import ensure_registered, register_pytree
+from beamtrack.tracking.errors import ParameterError
+
+#: Names of the six coordinates, in storage order.
+COORDINATES = ("x", "px", "y", "py", "z", "pz")
+
+
+class Particles:
+    """An immutable bunch of particles in Bmad coordinates.
+
+    The coordinates are stored as one array ``coords`` of shape ``(*batch, 6, n)``
+    (coordinate-major), and ``x, px, y, py, z, pz`` are views of shape ``(*batch, n)``.
+    Tracking returns new records; a record is never modified.
+
+    Parameters
+    ----------
+    x, px, y, py, z, pz
+        Arrays of one library, broadcastable to a common shape ``(*batch, n)``:
+        transverse positions [m], transverse momenta over reference momentum
+        ``P_x/P0``, ``z = -beta c (t - t0)`` [m], and ``pz = (P - P0)/P0``.
+        Leave them out and pass ``coords`` instead to build from one array.
+    p0c
+        Reference momentum times c [eV]; a number or an array of shape ``()`` or
+        ``(*batch)``.
+    mc2
+        Rest energy of the species [eV]; number or array like ``p0c``.
+    s
+        Longitudinal position of the reference particle [m].
+    alive
+        Boolean survival mask of shape ``(*batch, n)``; all alive by default.
+    coords
+        The ``(*batch, 6, n)`` array, instead of the six coordinate arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from beamtrack import Particles, electron
+    >>> p = Particles(*np.zeros((6, 3)), p0c=1e9, mc2=electron.mc2)
+    >>> p.coords.shape
+    (6, 3)
+    """
+
+    __slots__ = ("_coords", "_s", "_p0c", "_mc2", "_alive")
+
+    def __init__(
+        self,
+        x: Any = None,
+        px: Any = None,
+        y: Any = None,
+        py: Any = None,
+        z: Any = None,
+        pz: Any = None,
+        *,
+        p0c: Any,
+        mc2: Any,
+        s: Any = 0.0,
+        alive: Any = None,
+        coords: Any = None,
+    ) -> None:
+        ensure_registered()
+        six = (x, px, y, py, z, pz)
+        if coords is None:
+            missing = [n for n, v in zip(COORDINATES, six) if v is None]
+            if missing:
+                raise ParameterError(
+                    f"Particles: coordinate(s) {', '.join(missing)} missing; pass all six "
+                    "(x, px, y, py, z, pz) or `coords` of shape (*batch, 6, n)"
+                )
+            xp = namespace_of(*six)
+            six = xp.broadcast_arrays(*six)
+            coords = xp.stack(six, axis=-2)
+        else:
+            if any(v is not None for v in six):
+                raise ParameterError("Particles: pass either the six coordinates or `coords`")
+            xp = namespace_of(coords)
+            if coords.ndim < 2 or coords.shape[-2] != 6:
+                raise ParameterError(
+                    f"Particles: coords must have shape (*batch, 6, n), got {tuple(coords.shape)}"
+                )
+        if not xp.isdtype(coords.dtype, "real floating"):
+            coords = xp.astype(coords, _default_float(coords))
+        self._init_fields(xp, coords, s=s, p0c=p0c, mc2=mc2, alive=alive)
+
+    def _init_fields(self, xp: Any, coords: Any, *, s: Any, p0c: Any, mc2: Any,
+                     alive: Any) -> None:
+        device = array_api_compat.device(coords)
+        reference = {}
+        for name, value in (("s", s), ("p0c", p0c), ("mc2", mc2)):
+            reference[name] = _reference_array(xp, value, coords, name)
+        if alive is None:
+            alive = xp.ones(coords.shape[:-2] + coords.shape[-1:], dtype=xp.bool, device=device)
+        elif array_api_compat.is_array_api_obj(alive):
+            if namespace_of(alive, coords) is not xp:  # pragma: no cover - namespace_of raises
+                raise ParameterError("Particles: alive must be an array of the coordinates' library")
+            if alive.dtype != xp.bool:
+                alive = xp.astype(alive, xp.bool)
+        else:
+            alive = xp.asarray(alive, dtype=xp.bool, device=device)
+        object.__setattr__(self, "_coords", coords)
+        object.__setattr__(self, "_s", reference["s"])
+        object.__setattr__(self, "_p0c", reference["p0c"])
+        object.__setattr__(self, "_mc2", reference["mc2"])
+        object.__setattr__(self, "_alive", alive)
+
+    @classmethod
+    def _from_fields(cls, coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any) -> Particles:
+        """Build without any conversion or check (pytree unflattening, tracking)."""
+        ensure_registered()
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "_coords", coords)
+        object.__setattr__(obj, "_s", s)
+        object.__setattr__(obj, "_p0c", p0c)
+        object.__setattr__(obj, "_mc2", mc2)
+        object.__setattr__(obj, "_alive", alive)
+        return obj
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Particles is immutable; use .replace(...) to get a modified copy")
+
+    # -- fields --------------------------------------------------------------------
+    @property
+    def coords(self) -> Any:
+        """All coordinates, shape ``(*batch, 6, n)``."""
+        return self._coords
+
+    @property
+    def x(self) -> Any:
+        """Horizontal position [m], shape ``(*batch, n)``."""
+        return self._coords[..., 0, :]
+
+    @property
+    def px(self) -> Any:
+        """Horizontal momentum over reference momentum, ``P_x / P0``."""
+        return self._coords[..., 1, :]
+
+    @property
+    def y(self) -> Any:
+        """Vertical position [m]."""
+        return self._coords[..., 2, :]
+
+    @property
+    def py(self) -> Any:
+        """Vertical momentum over reference momentum, ``P_y / P0``."""
+        return self._coords[..., 3, :]
+
+    @property
+    def z(self) -> Any:
+        """Longitudinal position relative to the reference, ``-beta c (t - t0)`` [m]."""
+        return self._coords[..., 4, :]
+
+    @property
+    def pz(self) -> Any:
+        """Relative momentum deviation ``(P - P0) / P0``."""
+        return self._coords[..., 5, :]
+
+    @property
+    def s(self) -> Any:
+        """Longitudinal position of the reference particle [m]."""
+        return self._s
+
+    @property
+    def p0c(self) -> Any:
+        """Reference momentum times c [eV]."""
+        return self._p0c
+
+    @property
+    def mc2(self) -> Any:
+        """Rest energy of the species [eV]."""
+        return self._mc2
+
+    @property
+    def alive(self) -> Any:
+        """Survival mask, shape ``(*batch, n)``."""
+        return self._alive
+
+    @property
+    def xp(self) -> Any:
+        """Array API namespace of the coordinates."""
+        return array_api_compat.array_namespace(self._coords)
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend the coordinates live in."""
+        return backend_of(self._coords).name
+
+    @property
+    def dtype(self) -> Any:
+        """Floating-point dtype of the coordinates."""
+        return self._coords.dtype
+
+    @property
+    def device(self) -> Any:
+        """Device of the coordinates."""
+        return array_api_compat.device(self._coords)
+
+    @property
+    def n(self) -> int:
+        """Number of particles (per batch entry)."""
+        return int(self._coords.shape[-1])
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Batch dimensions ``(*batch)``."""
+        return tuple(self._coords.shape[:-2])
+
+    def unpack(self) -> tuple[Any, Any, Any, Any, Any, Any]:
+        """The six coordinate views ``(x, px, y, py, z, pz)``."""
+        c = self._coords
+        return tuple(c[..., i, :] for i in range(6))  # type: ignore[return-value]
+
+    def replace(self, **changes: Any) -> Particles:
+        """A copy with some fields replaced.
+
+        Accepts ``coords``, any of the six coordinate names, ``s``, ``p0c``, ``mc2``
+        and ``alive``.
+        """
+        unknown = set(changes) - set(COORDINATES) - {"coords", "s", "p0c", "mc2", "alive"}
+        if unknown:
+            raise ParameterError(f"Particles.replace: unknown field(s) {sorted(unknown)}")
+        fields = {"s": self._s, "p0c": self._p0c, "mc2": self._mc2, "alive": self._alive}
+        fields.update({k: v for k, v in changes.items() if k in fields})
+        if "coords" in changes:
+            return Particles(coords=changes["coords"], **fields)
+        six = [changes.get(name, old) for name, old in zip(COORDINATES, self.unpack())]
+        return Particles(*six, **fields)
+
+    # -- construction and conversion -------------------------------------------------
+    @classmethod
+    def from_array(
+        cls,
+        array: Any,
+        *,
+        p0c: Any,
+        mc2: Any,
+        s: Any = 0.0,
+        alive: Any = None,
+    ) -> Particles:
+        """Build from a particle-major array of shape ``(*batch, n, 6)``.
+
+        The columns are ``x, px, y, py, z, pz`` (Bmad order). The array may be a NumPy
+        array or an array of any backend; the record lives in the same library.
+        """
+        if not array_api_compat.is_array_api_obj(array):
+            import numpy as np
+
+            array = np.asarray(array, dtype=np.float64)
+        xp = namespace_of(array)
+        if array.ndim < 2 or array.shape[-1] != 6:
+            raise ParameterError(
+                f"Particles.from_array: expected shape (*batch, n, 6), got {tuple(array.shape)}"
+            )
+        return cls(coords=xp.matrix_transpose(array), p0c=p0c, mc2=mc2, s=s, alive=alive)
+
+    def to_array(self) -> Any:
+        """Particle-major copy of the coordinates, shape ``(*batch, n, 6)``."""
+        return self.xp.matrix_transpose(self._coords)
+
+    def to_backend(self, name: str, device: Any = None, dtype: Any = None) -> Particles:
+        """The same particles in another backend.
+
+        Data go through host memory (NumPy); autodiff history is not carried over.
+
+        Parameters
+        ----------
+        name
+            Target backend (``"numpy"``, ``"torch"``, ``"jax"``, ``"cupy"``,
+            ``"array_api_strict"``).
+        device
+            Target device; the backend's default when ``None``.
+        dtype
+            Target floating dtype (name or dtype); keeps the current precision when
+            ``None``.
+        """
+        source = backend_of(self._coords)
+        target = get(name)
+        if dtype is None:
+            dtype = str(source.to_numpy(self._coords[..., :0, :0]).dtype)
+
+        def move(a: Any, dt: Any) -> Any:
+            return target.asarray(source.to_numpy(a), dtype=dt, device=device)
+
+        return Particles._from_fields(
+            move(self._coords, dtype),
+            move(self._s, dtype),
+            move(self._p0c, dtype),
+            move(self._mc2, dtype),
+            move(self._alive, "bool"),
+        )
+
+    def numpy(self) -> Particles:
+        """The same particles as NumPy arrays."""
+        return self.to_backend("numpy")
+
+    def __repr__(self) -> str:
+        return (
+            f"Particles(n={self.n}, batch={self.batch_shape}, backend={self.backend!r}, "
+            f"dtype={self.dtype})"
+        )
+
+
+def _default_float(array: Any) -> Any:
+    return array_api_compat.array_namespace(array).float64
+
+
+def _reference_array(xp: Any, value: Any, coords: Any, name: str) -> Any:
+    device = array_api_compat.device(coords)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return xp.asarray(float(value), dtype=coords.dtype, device=device)
+    if array_api_compat.is_array_api_obj(value):
+        try:
+            same = array_api_compat.array_namespace(value, coords) is xp
+        except TypeError:
+            same = False
+        if not same:
+            raise ParameterError(
+                f"Particles: {name} is an array of another library than the coordinates"
+            )
+        return value if value.dtype == coords.dtype else xp.astype(value, coords.dtype)
+    raise ParameterError(f"Particles: {name} must be a number or an array, got {value!r}")
+
+
+def _flatten(p: Particles) -> tuple[tuple[Any, ...], None]:
+    return (p._coords, p._s, p._p0c, p._mc2, p._alive), None
+
+
+def _unflatten(aux: None, children: Sequence[Any]) -> Particles:
+    return Particles._from_fields(*children)
+
+
+register_pytree(Particles, _flatten, _unflatten)
