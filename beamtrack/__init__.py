@@ -1,0 +1,78 @@
+"""beamtrack: backend-agnostic, differentiable beam dynamics tracking.
+
+The public face of the package; it only re-exports. Importing beamtrack imports
+neither torch, nor jax, nor cupy.
+"""
+
+from importlib.resources import files as _files
+
+from beamtrack import backends
+from beamtrack.lattice import (
+    Beamline,
+    Drift,
+    Element,
+    LatticeError,
+    LatticeFileError,
+    Marker,
+    Quadrupole,
+    UnknownParameterError,
+    dumps,
+    load,
+    loads,
+    save,
+)
+from beamtrack.lattice.crosscheck import Deviation, crosscheck
+from beamtrack.tracking import (
+    COORDINATES,
+    ParameterError,
+    Particles,
+    Species,
+    antiproton,
+    beam_statistics,
+    deuteron,
+    electron,
+    positron,
+    proton,
+    species,
+    track_drift,
+    track_quadrupole,
+)
+from beamtrack.tracking.beams import gaussian_particles
+
+__version__ = "0.1.0"
+
+#: Path of the bundled example FODO lattice (used by ``beamtrack track`` without a file).
+EXAMPLE_LATTICE = _files("beamtrack") / "examples" / "fodo.json"
+
+__all__ = [
+    "COORDINATES",
+    "EXAMPLE_LATTICE",
+    "Beamline",
+    "Deviation",
+    "Drift",
+    "Element",
+    "LatticeError",
+    "LatticeFileError",
+    "Marker",
+    "ParameterError",
+    "Particles",
+    "Quadrupole",
+    "Species",
+    "UnknownParameterError",
+    "antiproton",
+    "backends",
+    "beam_statistics",
+    "crosscheck",
+    "deuteron",
+    "dumps",
+    "electron",
+    "gaussian_particles",
+    "load",
+    "loads",
+    "positron",
+    "proton",
+    "save",
+    "species",
+    "track_drift",
+    "track_quadrupole",
+]

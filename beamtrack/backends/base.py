@@ -140,6 +140,9 @@ class Backend:
         """Whether ``array`` is an abstract value inside a transformation (no data)."""
         return False
 
+    def enable_float64(self) -> None:
+        """Switch the library to float64 support where that is a global setting (JAX)."""
+
     def resolve_dtype(self, dtype: Any) -> Any:
         """Turn a dtype name or ``None`` (float64) into this library's dtype."""
         xp = self.namespace()

@@ -47,6 +47,10 @@ class JaxBackend(Backend):
         """Whether ``jax_enable_x64`` is on."""
         return bool(self.module().config.read("jax_enable_x64"))
 
+    def enable_float64(self) -> None:
+        """Turn on ``jax_enable_x64`` (affects every JAX array created afterwards)."""
+        self.module().config.update("jax_enable_x64", True)
+
     def resolve_dtype(self, dtype: Any) -> Any:
         jnp = self.module().numpy
         if dtype is None:
