@@ -1,0 +1,204 @@
+"""The ``beamtrack`` command.
+
+``beamtrack track [LATTICE]``      track a Gaussian beam, print beam statistics
+``beamtrack crosscheck [LATTICE]`` compare every installed backend with NumPy
+``beamtrack backends``             list installed backends, versions and devices
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from beamtrack import backends as backend_registry
+from beamtrack.lattice.beamline import Beamline
+from beamtrack.lattice.crosscheck import FLOAT64_TOLERANCE, crosscheck
+from beamtrack.lattice.io import load, load_beam
+from beamtrack.tracking.beams import gaussian_particles
+from beamtrack.tracking.particles import Particles
+from beamtrack.tracking.species import species
+from beamtrack.tracking.statistics import beam_statistics
+
+DEFAULT_BEAM: dict[str, Any] = {
+    "species": "electron",
+    "p0c": 1.0e9,
+    "sigma": [5e-4, 5e-5, 5e-4, 5e-5, 1e-3, 1e-3],
+}
+
+
+def _example_lattice() -> str:
+    from beamtrack import EXAMPLE_LATTICE
+
+    return str(EXAMPLE_LATTICE)
+
+
+def _prepare_backends() -> None:
+    """Let JAX compute in float64 (the CLI owns the process, so it may set the flag)."""
+    if "jax" in backend_registry.available():
+        backend_registry.get("jax").enable_float64()
+
+
+def _beam(path: str, args: argparse.Namespace, backend: str) -> Particles:
+    spec = dict(DEFAULT_BEAM)
+    spec.update(load_beam(path) or {})
+    if args.p0c is not None:
+        spec["p0c"] = args.p0c
+    if args.species is not None:
+        spec["species"] = args.species
+    return gaussian_particles(
+        args.particles,
+        sigma=spec["sigma"],
+        p0c=float(spec["p0c"]),
+        mc2=species(spec["species"]).mc2,
+        seed=args.seed,
+        backend=backend,
+    )
+
+
+_COLUMNS = (
+    ("element", "{:<12}", None),
+    ("s [m]", "{:>8.3f}", "s"),
+    ("alive", "{:>7d}", "n_alive"),
+    ("<x> [um]", "{:>10.3f}", "mean_x"),
+    ("<y> [um]", "{:>10.3f}", "mean_y"),
+    ("sig_x [um]", "{:>11.3f}", "sigma_x"),
+    ("sig_y [um]", "{:>11.3f}", "sigma_y"),
+    ("sig_z [um]", "{:>11.3f}", "sigma_z"),
+    ("eps_x [nm]", "{:>11.4f}", "emittance_x"),
+    ("eps_y [nm]", "{:>11.4f}", "emittance_y"),
+)
+_SCALE = {"mean_x": 1e6, "mean_y": 1e6, "sigma_x": 1e6, "sigma_y": 1e6, "sigma_z": 1e6,
+          "emittance_x": 1e9, "emittance_y": 1e9}
+
+
+def _row(name: str, particles: Particles) -> str:
+    backend = backend_registry.backend_of(particles.coords)
+    stats = {k: float(backend.to_numpy(v)) for k, v in beam_statistics(particles).items()}
+    stats["s"] = float(backend.to_numpy(particles.s))
+    cells = []
+    for _, fmt, key in _COLUMNS:
+        if key is None:
+            cells.append(fmt.format(name[:12]))
+        elif key == "n_alive":
+            cells.append(fmt.format(int(round(stats[key]))))
+        else:
+            cells.append(fmt.format(stats[key] * _SCALE.get(key, 1.0)))
+    return " ".join(cells)
+
+
+def _header() -> str:
+    widths = [len(fmt.format(0 if "d" in fmt else 0.0)) if key else 12 for _, fmt, key in _COLUMNS]
+    return " ".join(title.rjust(w) if key else title.ljust(w)
+                    for (title, _, key), w in zip(_COLUMNS, widths))
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    _prepare_backends()
+    path = args.lattice or _example_lattice()
+    line: Beamline = load(path)
+    particles = _beam(path, args, args.backend)
+    print(f"lattice {path}: {line.name}, {len(line)} elements, length "
+          f"{float(np.asarray(line.length)):.4f} m")
+    print(f"{args.particles} particles, backend {args.backend}, method "
+          f"{args.method or line.method}, seed {args.seed}")
+    print(_header())
+    print(_row("(start)", particles))
+    for element, particles in line.track_each(particles, method=args.method):
+        if args.each:
+            print(_row(element.name, particles))
+    if not args.each:
+        print(_row("(end)", particles))
+    return 0
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    _prepare_backends()
+    path = args.lattice or _example_lattice()
+    line = load(path)
+    particles = _beam(path, args, "numpy")
+    methods = [args.method] if args.method else ["bmad", "linear"]
+    failed = False
+    print(f"lattice {path}: {len(line)} elements, {args.particles} particles, "
+          f"tolerance {args.tolerance:g} (relative)")
+    print(f"{'method':<8} {'backend':<18} {'max abs dev':>12} {'max rel dev':>12} "
+          f"{'alive diff':>10}  result")
+    for method in methods:
+        results = crosscheck(line, particles, backends=args.backends, method=method,
+                             tolerance=args.tolerance)
+        for name, dev in results.items():
+            failed |= not dev.ok
+            print(f"{method:<8} {name:<18} {dev.max_abs:>12.3e} {dev.max_rel:>12.3e} "
+                  f"{dev.alive_mismatch:>10d}  {'ok' if dev.ok else 'FAIL'}")
+        if not results:
+            print(f"{method:<8} (no backend besides numpy installed)")
+    return 1 if failed else 0
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    installed = backend_registry.available()
+    print(f"{'backend':<18} {'version':<16} devices")
+    for name in backend_registry.KNOWN:
+        backend = backend_registry.get(name) if name in installed else None
+        if backend is None:
+            print(f"{name:<18} {'-':<16} not installed")
+            continue
+        devices = ", ".join(str(d) for d in backend.devices())
+        print(f"{name:<18} {backend.version():<16} {devices}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``beamtrack`` command."""
+    parser = argparse.ArgumentParser(
+        prog="beamtrack",
+        description="Differentiable beam dynamics tracking on NumPy, PyTorch, JAX and CuPy.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def beam_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("lattice", nargs="?", help="JSON lattice file (default: bundled FODO)")
+        p.add_argument("--particles", type=int, default=10_000, help="number of particles")
+        p.add_argument("--method", choices=["bmad", "linear"], default=None,
+                       help="tracking method (default: the lattice's)")
+        p.add_argument("--seed", type=int, default=0, help="random seed of the beam")
+        p.add_argument("--p0c", type=float, default=None, help="reference momentum [eV]")
+        p.add_argument("--species", default=None, help="particle species (default: electron)")
+
+    track = sub.add_parser("track", help="track a Gaussian beam and print its statistics")
+    beam_options(track)
+    track.add_argument("--backend", default="numpy", choices=backend_registry.KNOWN,
+                       help="array library to track with")
+    track.add_argument("--each", action="store_true", help="print a row after every element")
+    track.set_defaults(func=cmd_track)
+
+    check = sub.add_parser("crosscheck", help="compare every installed backend with NumPy")
+    beam_options(check)
+    check.add_argument("--backends", nargs="+", default=None, help="backends to compare")
+    check.add_argument("--tolerance", type=float, default=FLOAT64_TOLERANCE,
+                       help="largest acceptable relative deviation")
+    check.set_defaults(func=cmd_crosscheck)
+
+    listing = sub.add_parser("backends", help="list installed backends, versions and devices")
+    listing.set_defaults(func=cmd_backends)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``beamtrack`` console script."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "particles", 1) < 1:
+        print("beamtrack: error: --particles must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"beamtrack: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
