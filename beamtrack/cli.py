@@ -107,11 +107,12 @@ def cmd_track(args: argparse.Namespace) -> int:
           f"{args.method or line.method}, seed {args.seed}")
     print(_header())
     print(_row("(start)", particles))
-    for element, particles in line.track_each(particles, method=args.method):
+    final = particles
+    for element, final in line.track_each(particles, method=args.method):
         if args.each:
-            print(_row(element.name, particles))
+            print(_row(element.name, final))
     if not args.each:
-        print(_row("(end)", particles))
+        print(_row("(end)", final))
     return 0
 
 

@@ -155,7 +155,8 @@ class Beamline:
                     f"Beamline {target.name!r}: only 'method' can be replaced, not "
                     f"{', '.join(sorted(unknown))}"
                 )
-            items[head] = Beamline(target._items, target._name, params.get("method", target._method))
+            method = params.get("method", target._method)
+            items[head] = Beamline(target._items, target._name, method)
         else:
             items[head] = target.replace(**params)
         return Beamline(items, self._name, self._method)
@@ -180,22 +181,26 @@ class Beamline:
             Tracking method for elements that do not fix their own; the beamline's
             ``method`` when ``None``.
         """
-        for _, particles in self.track_each(particles, method):
-            pass
+        for element, element_method in self._plan(method):
+            particles = element.track(particles, element_method)
         return particles
 
     def track_each(
         self, particles: Particles, method: str | None = None
     ) -> Iterator[tuple[Element, Particles]]:
         """Track element by element, yielding ``(element, particles after it)``."""
+        for element, element_method in self._plan(method):
+            particles = element.track(particles, element_method)
+            yield element, particles
+
+    def _plan(self, method: str | None) -> Iterator[tuple[Element, str]]:
+        """Elements in tracking order with the method each one uses."""
         if method is not None and method not in METHODS:
             raise ParameterError(
                 f"Beamline {self._name!r}: unknown tracking method {method!r}; "
                 f"choose one of {', '.join(METHODS)}"
             )
-        for element, element_method in self._resolved(method):
-            particles = element.track(particles, element_method)
-            yield element, particles
+        yield from self._resolved(method)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Beamline):

@@ -3,14 +3,11 @@
 Transverse coordinates are the same in all of them (``px = P_x / P0``); they differ
 in the longitudinal pair:
 
-=========  ===========================  =====================================
-code       longitudinal pair            definition
-=========  ===========================  =====================================
-Bmad       ``z, pz``                    ``z = -beta c (t - t0)``, ``pz = (P - P0)/P0``
-Xsuite     ``zeta, delta``              ``zeta = z beta0 / beta``, ``delta = pz``
-MAD-X      ``t, pt``                    ``t = z / beta`` (``= -c (t - t0)``), ``pt = (E - E0)/(P0 c)``
-Cheetah    ``tau, delta``               ``tau = -z / beta``, ``delta = (E - E0)/(P0 c)``
-=========  ===========================  =====================================
+- Bmad ``z, pz``: ``z = -beta c (t - t0)``, ``pz = (P - P0)/P0``.
+- Xsuite ``zeta, delta``: ``zeta = z beta0 / beta``, ``delta = pz``.
+- MAD-X ``t, pt``: ``t = z / beta`` (``= -c (t - t0)``), ``pt = (E - E0)/(P0 c)``.
+- Cheetah ``tau, delta``: ``tau = -z / beta``, ``delta = (E - E0)/(P0 c)``, plus the
+  reference energy.
 
 All energy differences are computed without cancellation.
 """

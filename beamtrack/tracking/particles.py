@@ -102,7 +102,7 @@ class Particles:
             alive = xp.ones(coords.shape[:-2] + coords.shape[-1:], dtype=xp.bool, device=device)
         elif array_api_compat.is_array_api_obj(alive):
             if namespace_of(alive, coords) is not xp:  # pragma: no cover - namespace_of raises
-                raise ParameterError("Particles: alive must be an array of the coordinates' library")
+                raise ParameterError("Particles: alive must use the coordinates' library")
             if alive.dtype != xp.bool:
                 alive = xp.astype(alive, xp.bool)
         else:
