@@ -58,6 +58,13 @@ class TorchBackend(Backend):
     def scatter_add(self, target: Any, indices: Any, values: Any) -> Any:
         return target.index_add(0, indices, values)
 
+    def is_traced(self, array: Any) -> bool:
+        """True for tensors inside ``torch.func`` transforms or ``torch.compile`` tracing."""
+        torch = self.module()
+        if torch.compiler.is_compiling():
+            return True
+        return bool(torch._C._functorch.is_functorch_wrapped_tensor(array))
+
     def value_and_grad(self, fn: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
         from torch.func import grad_and_value
 

@@ -143,9 +143,10 @@ class Element:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={_short(v)}" for k, v in self.parameters().items())
-        method = f", method={self.method!r}" if self.method else ""
-        return f"{self.kind}({self.name!r}, {params}{method})"
+        parts = [repr(self.name)] + [f"{k}={_short(v)}" for k, v in self.parameters().items()]
+        if self.method:
+            parts.append(f"method={self.method!r}")
+        return f"{self.kind}({', '.join(parts)})"
 
 
 def _short(value: Any) -> str:
