@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mpmath
 import numpy as np
 import pytest
 
@@ -33,6 +34,10 @@ DATA = Path(__file__).parent / "data"
 #: Generic test beam settings: 1 GeV/c electrons.
 P0C = 1.0e9
 ELECTRON_MC2 = 510998.95069
+PROTON_MC2 = 938272089.43
+
+#: The symplectic form: block-diag of [[0, 1], [-1, 0]] for (x, px), (y, py), (z, pz).
+SYMPLECTIC_J = np.kron(np.eye(3), np.array([[0.0, 1.0], [-1.0, 0.0]]))
 
 
 def backend_or_skip(name: str) -> backends.Backend:
@@ -100,3 +105,10 @@ def compiled(backend: backends.Backend, fn):
     """``backend.jit(fn)`` for JAX (eager JAX is slow op by op); ``fn`` itself otherwise
     (``torch.compile`` would take far longer than the eager run it replaces)."""
     return backend.jit(fn) if backend.name == "jax" else fn
+
+
+def mp_beta(pz, p0c, mc2):
+    """Velocity over c for momentum deviation ``pz``, in mpmath (40 digits)."""
+    with mpmath.workdps(40):
+        pc = (1 + mpmath.mpf(float(pz))) * mpmath.mpf(p0c)
+        return pc / mpmath.sqrt(pc**2 + mpmath.mpf(mc2) ** 2)

@@ -12,8 +12,10 @@ import pytest
 from conftest import (
     ELECTRON_MC2,
     P0C,
+    PROTON_MC2,
     alive_np,
     make_particles,
+    mp_beta,
     random_beam,
     to_np,
     value_and_grad_np,
@@ -23,8 +25,6 @@ from beamtrack.backends import get
 from beamtrack.tracking import ParameterError, Particles, track_drift
 
 mpmath.mp.dps = 40
-
-PROTON_MC2 = 938272089.43
 
 #: Large-angle particles (not paraxial) to test the exact drift: (n, 6) rows.
 WIDE = np.array([
@@ -42,18 +42,13 @@ def _mp_ps(px, py, pz):
     return mpmath.sqrt((1 + pz) ** 2 - px**2 - py**2)
 
 
-def _mp_beta(pz, p0c, mc2):
-    pc = (1 + mpmath.mpf(float(pz))) * mpmath.mpf(p0c)
-    return pc / mpmath.sqrt(pc**2 + mpmath.mpf(mc2) ** 2)
-
-
 def _exact_drift_reference(row, length, p0c, mc2):
     """Bmad exact drift from its definition, in mpmath: x += L px/ps, y += L py/ps,
     z += L (beta/beta0 - (1+pz)/ps)."""
     x, px, y, py, z, pz = (mpmath.mpf(float(v)) for v in row)
     length = mpmath.mpf(length)
     ps = _mp_ps(px, py, pz)
-    beta_ratio = _mp_beta(pz, p0c, mc2) / _mp_beta(0.0, p0c, mc2)
+    beta_ratio = mp_beta(pz, p0c, mc2) / mp_beta(0.0, p0c, mc2)
     return np.array([
         float(x + length * px / ps), float(px),
         float(y + length * py / ps), float(py),
@@ -112,7 +107,7 @@ def test_z_velocity_term_without_angles(xp):
     for mc2, p0c in ((PROTON_MC2, 5e7), (ELECTRON_MC2, 1e9)):
         p = make_particles(xp.name, beam, p0c=p0c, mc2=mc2)
         got = to_np(track_drift(p, length=1.0))[4]
-        expected = [float(_mp_beta(d, p0c, mc2) / _mp_beta(0.0, p0c, mc2) - 1) for d in beam[:, 5]]
+        expected = [float(mp_beta(d, p0c, mc2) / mp_beta(0.0, p0c, mc2) - 1) for d in beam[:, 5]]
         np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
 
 

@@ -16,8 +16,10 @@ import pytest
 from conftest import (
     ELECTRON_MC2,
     P0C,
+    PROTON_MC2,
     alive_np,
     make_particles,
+    mp_beta,
     random_beam,
     to_np,
     value_and_grad_np,
@@ -35,7 +37,6 @@ from beamtrack.tracking import (
 
 mpmath.mp.dps = 40
 
-PROTON_MC2 = 938272089.43
 EPS = np.finfo(np.float64).eps
 
 #: Generic incoming particles (n, 6), paraxial and with energy deviations.
@@ -59,11 +60,6 @@ def _plane(k, length):
     return (lambda s: mpmath.re(mpmath.cos(w * s))), (lambda s: mpmath.re(mpmath.sin(w * s) / w))
 
 
-def _beta(pz, p0c, mc2):
-    pc = (1 + pz) * _mp(p0c)
-    return pc / mpmath.sqrt(pc**2 + _mp(mc2) ** 2)
-
-
 @functools.cache
 def quad_reference(row: tuple, length: float, k1: float, p0c: float = P0C,
                    mc2: float = ELECTRON_MC2, with_z: bool = True) -> np.ndarray:
@@ -79,7 +75,7 @@ def quad_reference(row: tuple, length: float, k1: float, p0c: float = P0C,
         slopes.append(lambda t, c=c, s=s, kk=kk, u0=u0, du0=du0: -kk * s(t) * u0 + c(t) * du0)
     if with_z:
         path = mpmath.quad(lambda t: slopes[0](t) ** 2 + slopes[1](t) ** 2, [0, length])
-        z = z - path / 2 + length * (_beta(pz, p0c, mc2) / _beta(0, p0c, mc2) - 1)
+        z = z - path / 2 + length * (mp_beta(pz, p0c, mc2) / mp_beta(0, p0c, mc2) - 1)
     return np.array([float(v) for v in (*out, z, pz)])
 
 
@@ -257,7 +253,7 @@ def test_zero_k1_is_a_paraxial_drift(xp):
     np.testing.assert_allclose(quad[0], x + length * px / rel, rtol=1e-15, atol=1e-19)
     np.testing.assert_allclose(quad[2], y + length * py / rel, rtol=1e-15, atol=1e-19)
     np.testing.assert_array_equal(quad[[1, 3, 5]], BEAM.T[[1, 3, 5]])
-    velocity = np.array([float(_beta(_mp(d), P0C, ELECTRON_MC2) / _beta(0, P0C, ELECTRON_MC2)
+    velocity = np.array([float(mp_beta(_mp(d), P0C, ELECTRON_MC2) / mp_beta(0, P0C, ELECTRON_MC2)
                                - 1) for d in pz])
     expected_z = z - length * (px**2 + py**2) / (2 * rel**2) + length * velocity
     np.testing.assert_allclose(quad[4], expected_z, rtol=1e-14, atol=1e-19)

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 import pytest
-from conftest import ELECTRON_MC2, P0C, make_particles, to_np
+from conftest import ELECTRON_MC2, P0C, PROTON_MC2, SYMPLECTIC_J, make_particles, to_np
 
 from beamtrack.tracking import (
     Particles,
@@ -20,10 +20,7 @@ from beamtrack.tracking import (
     track_quadrupole,
 )
 
-PROTON_MC2 = 938272089.43
-
-#: J = block-diag of [[0, 1], [-1, 0]] for (x, px), (y, py), (z, pz).
-J = np.kron(np.eye(3), np.array([[0.0, 1.0], [-1.0, 0.0]]))
+J = SYMPLECTIC_J
 
 #: A generic point (not small, not special).
 POINT = np.array([2e-3, -0.03, -1.5e-3, 0.02, 4e-3, 0.015])
