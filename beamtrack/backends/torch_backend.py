@@ -42,7 +42,12 @@ class TorchBackend(Backend):
         dtype = self.resolve_dtype(dtype)
         if isinstance(data, torch.Tensor):
             return data.to(dtype=dtype, device=device if device is not None else data.device)
-        return torch.as_tensor(np.asarray(data), dtype=dtype, device=device)
+        array = np.asarray(data)
+        if not array.flags.writeable:
+            # Read-only memory (a JAX buffer, a broadcast view) must not become a tensor
+            # that torch could write into: copy it.
+            array = array.copy()
+        return torch.as_tensor(array, dtype=dtype, device=device)
 
     def resolve_dtype(self, dtype: Any) -> Any:
         torch = self.module()

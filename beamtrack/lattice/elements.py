@@ -120,7 +120,10 @@ class Element:
         """
         if self.tracker is None:
             return particles
-        return type(self).tracker(particles, **self.parameters(), method=self.method or method)
+        try:
+            return type(self).tracker(particles, **self.parameters(), method=self.method or method)
+        except ParameterError as exc:
+            raise ParameterError(f"{self.kind} {self.name!r}: {exc}") from exc
 
     def replace(self, **params: Any) -> Element:
         """A copy with some parameters replaced (validated like the constructor)."""

@@ -19,6 +19,7 @@ from typing import Any
 from beamtrack.tracking.kinematics import beta, total_energy
 from beamtrack.tracking.parameters import per_particle
 from beamtrack.tracking.particles import Particles
+from beamtrack.tracking.special import sqrt1
 
 
 def _reference(p: Particles) -> tuple[Any, Any]:
@@ -33,12 +34,15 @@ def _energy_deviation(pz: Any, p0c: Any, mc2: Any) -> Any:
 
 
 def _pz_from_energy_deviation(pt: Any, p0c: Any, mc2: Any) -> Any:
-    """Inverse of :func:`_energy_deviation`: ``pz`` from ``pt = (E - E0)/p0c``."""
+    """Inverse of :func:`_energy_deviation`: ``pz`` from ``pt = (E - E0)/p0c``.
+
+    ``(1+pz)^2 = 1 + pt (2 E0/p0c + pt)``, so ``pz = sqrt(1 + u) - 1`` with
+    ``u = pt (2 E0/p0c + pt)``: no difference of nearly equal numbers (``E - mc2``
+    cancels for slow particles).
+    """
     xp = _xp(pt)
     e0 = xp.sqrt(p0c * p0c + mc2 * mc2)
-    e = e0 + pt * p0c
-    pc = xp.sqrt((e - mc2) * (e + mc2))
-    return pt * (e + e0) / (pc + p0c)
+    return sqrt1(pt * (2.0 * e0 / p0c + pt))
 
 
 def _xp(a: Any) -> Any:

@@ -12,10 +12,10 @@ from beamtrack.tracking.kinematics import (
     low_energy_z_correction,
     unphysical_momentum,
 )
-from beamtrack.tracking.linear import apply_linear_map, matrix6, misaligned
+from beamtrack.tracking.linear import apply_linear_map, matrix6, rotation_matrix
 from beamtrack.tracking.parameters import as_parameter, per_particle
 from beamtrack.tracking.particles import Particles
-from beamtrack.tracking.special import cos_sinc
+from beamtrack.tracking.special import cos_sinc, sinc_derivative
 from beamtrack.tracking.stepping import (
     Six,
     assemble,
@@ -76,24 +76,79 @@ def quadrupole_body_step(six: Six, k1: Any, length: Any, p0c: Any, mc2: Any) -> 
     return (x, px, y, py, z, pz)
 
 
-def quadrupole_matrix(length: Any, k1: Any, p0c: Any, mc2: Any) -> Any:
-    """First-order map of an aligned quadrupole body, shape ``(*batch, 6, 6)``.
+def _plane_functions(k: Any, length: Any) -> tuple[Any, Any, Any, Any]:
+    """``C, S`` of a plane with strength ``k`` and their derivatives ``dC/dk, dS/dk``."""
+    u = k * length * length
+    c, s = cos_sinc(u)
+    return c, length * s, -0.5 * length * length * s, length**3 * sinc_derivative(u)
 
-    The horizontal block is ``[[C, S], [-k1 S, C]]`` with ``C = cos(sqrt(k1) L)`` and
-    ``S = sin(sqrt(k1) L)/sqrt(k1)`` (hyperbolic for ``k1 < 0``), the vertical block
-    the same with ``-k1``, and ``R56 = L / gamma0^2``.
+
+def quadrupole_map(
+    length: Any,
+    k1: Any,
+    p0c: Any,
+    mc2: Any,
+    x_offset: Any = 0.0,
+    y_offset: Any = 0.0,
+    tilt: Any = 0.0,
+) -> tuple[Any, Any]:
+    """First-order map ``(R, c)`` of the "bmad" quadrupole about the reference orbit.
+
+    ``R`` (shape ``(*batch, 6, 6)``) is the Jacobian of the "bmad" tracking map at the
+    laboratory reference orbit (all coordinates zero) and ``c`` (shape ``(*batch, 6)``)
+    the image of that orbit, so ``coords -> R @ coords + c`` is the exact first-order
+    Taylor map. For an aligned quadrupole ``c = 0`` and the horizontal block is
+    ``[[C, S], [-k1 S, C]]`` with ``C = cos(sqrt(k1) L)``, ``S = sin(sqrt(k1) L)/sqrt(k1)``
+    (hyperbolic for ``k1 < 0``), the vertical block the same with ``-k1``, and
+    ``R56 = L / gamma0^2``. An offset magnet puts the reference orbit off its axis, where
+    the chromatic focusing ``K1/(1+pz)`` gives ``R16, R26, R36, R46`` and the path length
+    gives ``R51..R54`` and a ``z`` shift; these are included, so the map stays the
+    Jacobian of the "bmad" map (and symplectic).
     """
-    cx, sx = cos_sinc(k1 * length * length)
-    cy, sy = cos_sinc(-k1 * length * length)
-    sx, sy = length * sx, length * sy
-    return matrix6(
+    xp = array_api_compat.array_namespace(k1)
+    # Python-number defaults become arrays of k1's library (torch and the strict
+    # namespace accept arrays only in their elementwise functions).
+    x_offset, y_offset, tilt = (0.0 * k1 + v for v in (x_offset, y_offset, tilt))
+    cx, sx, dcx, dsx = _plane_functions(k1, length)
+    cy, sy, dcy, dsy = _plane_functions(-k1, length)
+    ct, st = xp.cos(tilt), xp.sin(tilt)
+    # Reference orbit in the element frame: the magnet axis is displaced by the offsets.
+    x0 = -(ct * x_offset + st * y_offset)
+    y0 = -(-st * x_offset + ct * y_offset)
+    # Path-length coefficient c1 = -k (L - S C)/4 of each plane and its k-derivative.
+    c1x = -k1 * (length - sx * cx) / 4.0
+    c1y = k1 * (length - sy * cy) / 4.0
+    dc1x = -(length - sx * cx) / 4.0 + k1 * (dsx * cx + sx * dcx) / 4.0
+    dc1y = -(length - sy * cy) / 4.0 - k1 * (dsy * cy + sy * dcy) / 4.0
+    # k_x = K1/(1+pz) and k_y = -K1/(1+pz): d k_x/d pz = -K1, d k_y/d pz = +K1.
+    r56 = length * inverse_gamma0_squared(p0c, mc2)
+    body = matrix6(
         {
             (0, 0): cx, (0, 1): sx, (1, 0): -k1 * sx, (1, 1): cx,
             (2, 2): cy, (2, 3): sy, (3, 2): k1 * sy, (3, 3): cy,
-            (4, 5): length * inverse_gamma0_squared(p0c, mc2),
+            (0, 5): -k1 * dcx * x0, (1, 5): k1 * k1 * dsx * x0,
+            (2, 5): k1 * dcy * y0, (3, 5): k1 * k1 * dsy * y0,
+            (4, 0): 2.0 * c1x * x0, (4, 1): k1 * sx * sx / 2.0 * x0,
+            (4, 2): 2.0 * c1y * y0, (4, 3): -k1 * sy * sy / 2.0 * y0,
+            (4, 5): r56 - k1 * dc1x * x0 * x0 + k1 * dc1y * y0 * y0,
         },
-        k1,
+        k1 + length + x0 + y0,
     )
+    zero = xp.zeros_like(x0)
+    image = (cx * x0, -k1 * sx * x0, cy * y0, k1 * sy * y0,
+             c1x * x0 * x0 + c1y * y0 * y0, zero)
+    lab_image = from_element_frame(image, x_offset, y_offset, tilt)
+    rot = rotation_matrix(tilt + zero)
+    r = xp.matmul(xp.matrix_transpose(rot), xp.matmul(body, rot))
+    return r, xp.stack(xp.broadcast_arrays(*lab_image), axis=-1)
+
+
+def quadrupole_matrix(length: Any, k1: Any, p0c: Any, mc2: Any) -> Any:
+    """First-order map of an aligned quadrupole, shape ``(*batch, 6, 6)``.
+
+    See :func:`quadrupole_map`; for an aligned magnet the constant vector vanishes.
+    """
+    return quadrupole_map(length, k1, p0c, mc2)[0]
 
 
 def track_quadrupole(
@@ -145,8 +200,9 @@ def track_quadrupole(
     x_offset = as_parameter(x_offset, c, "x_offset")
     y_offset = as_parameter(y_offset, c, "y_offset")
     if method == "linear":
-        body = quadrupole_matrix(length, k1, particles.p0c, particles.mc2)
-        r, const = misaligned(body, x_offset, y_offset, tilt)
+        r, const = quadrupole_map(
+            length, k1, particles.p0c, particles.mc2, x_offset, y_offset, tilt
+        )
         return apply_linear_map(particles, r, const, length)
 
     xp = array_api_compat.array_namespace(c)
@@ -154,13 +210,15 @@ def track_quadrupole(
     k1_n, step = per_particle(k1), per_particle(length / num_steps)
     offsets = (per_particle(x_offset), per_particle(y_offset), per_particle(tilt))
     lab = particles.unpack()
-    alive = particles.alive & ~unphysical_momentum(lab[1], lab[3], lab[5])
+    entering = particles.alive & ~unphysical_momentum(lab[1], lab[3], lab[5])
+    alive = entering
     body = to_element_frame(lab, *offsets)
     for _ in range(num_steps):
         new = quadrupole_body_step(safe(xp, alive, body), k1_n, step, p0c, mc2)
         alive = alive & ~unphysical_momentum(new[1], new[3], new[5])
         body = freeze(xp, alive, new, body)
-    # Particles lost before this element keep their coordinates exactly; those lost
-    # inside keep the laboratory coordinates of their point of loss.
-    out = freeze(xp, particles.alive, from_element_frame(body, *offsets), lab)
+    # Particles lost before this element or at its entrance keep their coordinates
+    # exactly (no round trip through the element frame); those lost inside keep the
+    # laboratory coordinates of their point of loss.
+    out = freeze(xp, entering, from_element_frame(body, *offsets), lab)
     return assemble(particles, out, alive, length)
