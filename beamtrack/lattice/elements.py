@@ -19,6 +19,8 @@ import numpy as np
 
 from beamtrack.backends import backend_of
 from beamtrack.lattice.errors import UnknownParameterError
+from beamtrack.tracking.aperture import APERTURE_SHAPES, aperture_factor, track_aperture
+from beamtrack.tracking.diagnostics import SCREEN_DEPOSITS, monitor_reading, screen_image
 from beamtrack.tracking.drift import track_drift
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.particles import Particles
@@ -82,6 +84,20 @@ class Element:
     tracker: ClassVar[Callable[..., Particles] | None] = None
     #: Parameters that must be Python integers (they set loop lengths).
     integer_parameters: ClassVar[tuple[str, ...]] = ()
+    #: Parameters that must be >= 0 (numbers, every entry of arrays; integers listed
+    #: in ``integer_parameters`` may then be 0).
+    nonnegative_parameters: ClassVar[tuple[str, ...]] = ()
+    #: Parameters that take one of a few strings: ``{name: choices}``.
+    choice_parameters: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: Parameters that are tuples of positive Python numbers: ``{name: (size, type)}``
+    #: with type ``int`` or ``float``. Lists (as read from lattice files) become tuples.
+    tuple_parameters: ClassVar[dict[str, tuple[int, type]]] = {}
+    #: Observation function of diagnostics, ``(particles, **parameters) -> array``
+    #: (Monitor reading, Screen image); ``None`` for elements that observe nothing.
+    observer: ClassVar[Callable[..., Any] | None] = None
+    #: Differentiable survival factor of limiting elements (Aperture),
+    #: ``(particles, **parameters) -> (*batch, n)`` in [0, 1]; ``None`` otherwise.
+    survival: ClassVar[Callable[..., Any] | None] = None
 
     def __post_init__(self) -> None:
         kind = type(self).__name__
@@ -93,7 +109,16 @@ class Element:
                 f"{', '.join(METHODS)} or None, got {self.method!r}"
             )
         for key, value in self.parameters().items():
-            _check_parameter(kind, self.name, key, value, key in self.integer_parameters)
+            if key in self.choice_parameters:
+                _check_choice(kind, self.name, key, value, self.choice_parameters[key])
+            elif key in self.tuple_parameters:
+                size, entry_type = self.tuple_parameters[key]
+                object.__setattr__(
+                    self, key, _check_tuple(kind, self.name, key, value, size, entry_type)
+                )
+            else:
+                _check_parameter(kind, self.name, key, value, key in self.integer_parameters,
+                                 key in self.nonnegative_parameters)
 
     @property
     def kind(self) -> str:
@@ -122,6 +147,35 @@ class Element:
             return particles
         try:
             return type(self).tracker(particles, **self.parameters(), method=self.method or method)
+        except ParameterError as exc:
+            raise ParameterError(f"{self.kind} {self.name!r}: {exc}") from exc
+
+    def observe(self, particles: Particles) -> Any:
+        """What this element observes of ``particles``; ``None`` if it observes nothing.
+
+        A :class:`Monitor` gives its reading ``(*batch, 2)``, a :class:`Screen` its
+        image ``(*batch, ny, nx)``.
+        """
+        observer = type(self).observer
+        if observer is None:
+            return None
+        try:
+            return observer(particles, **self.parameters())
+        except ParameterError as exc:
+            raise ParameterError(f"{self.kind} {self.name!r}: {exc}") from exc
+
+    def survival_factor(self, particles: Particles) -> Any:
+        """Differentiable survival factor in [0, 1] of ``particles`` arriving here.
+
+        Geometry only (``alive`` is not looked at); ``None`` for elements without an
+        aperture. See :class:`Aperture` and :meth:`Beamline.observe
+        <beamtrack.lattice.beamline.Beamline.observe>`.
+        """
+        survival = type(self).survival
+        if survival is None:
+            return None
+        try:
+            return survival(particles, **self.parameters())
         except ParameterError as exc:
             raise ParameterError(f"{self.kind} {self.name!r}: {exc}") from exc
 
@@ -168,17 +222,23 @@ def _values_equal(a: Any, b: Any) -> bool:
     return to_np[0].shape == to_np[1].shape and bool(np.array_equal(to_np[0], to_np[1]))
 
 
-def _check_parameter(kind: str, name: str, key: str, value: Any, integer: bool) -> None:
+def _check_parameter(
+    kind: str, name: str, key: str, value: Any, integer: bool, nonnegative: bool = False
+) -> None:
     where = f"{kind} {name!r}: parameter {key!r}"
     if integer:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ParameterError(f"{where} must be an integer >= 1, got {value!r}")
+        minimum = 0 if nonnegative else 1
+        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                or value < minimum):
+            raise ParameterError(f"{where} must be an integer >= {minimum}, got {value!r}")
         return
     if isinstance(value, bool):
         raise ParameterError(f"{where} must be a number or an array, got a bool")
     if isinstance(value, numbers.Real):
         if not math.isfinite(value):
             raise ParameterError(f"{where} must be finite, got {value!r}")
+        if nonnegative and value < 0:
+            raise ParameterError(f"{where} must be >= 0, got {value!r}")
         return
     if not array_api_compat.is_array_api_obj(value):
         raise ParameterError(
@@ -187,8 +247,44 @@ def _check_parameter(kind: str, name: str, key: str, value: Any, integer: bool) 
     backend = backend_of(value)
     if not array_api_compat.array_namespace(value).isdtype(value.dtype, "real floating"):
         raise ParameterError(f"{where} must be a floating-point array, got dtype {value.dtype}")
-    if not backend.is_traced(value) and not np.all(np.isfinite(backend.to_numpy(value))):
-        raise ParameterError(f"{where} must be finite, got non-finite values")
+    if not backend.is_traced(value):
+        host = backend.to_numpy(value)
+        if not np.all(np.isfinite(host)):
+            raise ParameterError(f"{where} must be finite, got non-finite values")
+        if nonnegative and np.any(host < 0):
+            raise ParameterError(f"{where} must be >= 0, got negative values")
+
+
+def _check_choice(kind: str, name: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ParameterError(
+            f"{kind} {name!r}: parameter {key!r} must be one of {', '.join(choices)}, "
+            f"got {value!r}"
+        )
+
+
+def _check_tuple(
+    kind: str, name: str, key: str, value: Any, size: int, entry_type: type
+) -> tuple[Any, ...]:
+    """Validate a tuple of ``size`` positive Python numbers; returns it as a tuple."""
+    what = "integers" if entry_type is int else "finite numbers"
+    problem = f"{kind} {name!r}: parameter {key!r} must be {size} {what} > 0, got {value!r}"
+    if not isinstance(value, (tuple, list)) or len(value) != size:
+        raise ParameterError(problem)
+    entries = []
+    for entry in value:
+        if isinstance(entry, bool):
+            raise ParameterError(problem)
+        if entry_type is int:
+            if not isinstance(entry, numbers.Integral) or entry < 1:
+                raise ParameterError(problem)
+            entries.append(int(entry))
+        else:
+            if (not isinstance(entry, numbers.Real) or not math.isfinite(entry)
+                    or entry <= 0):
+                raise ParameterError(problem)
+            entries.append(float(entry))
+    return tuple(entries)
 
 
 @element_record
@@ -242,3 +338,115 @@ class Quadrupole(Element):
 @element_record
 class Marker(Element):
     """Zero-length marker: a named point of the beamline; particles pass unchanged."""
+
+
+@element_record
+class Monitor(Element):
+    """Beam position monitor (Bmad ``monitor``), zero length.
+
+    Particles pass unchanged under every tracking method. Its reading
+    (:meth:`~Element.observe`, or ``Beamline.observe(...).readings[name]``) is the
+    centroid ``(x, y)`` of the alive particles in the monitor frame plus optional
+    Gaussian noise; see :func:`~beamtrack.tracking.diagnostics.monitor_reading`.
+
+    Parameters
+    ----------
+    name
+        Element name.
+    x_offset, y_offset
+        Monitor offsets [m] (the reading is relative to the monitor centre).
+    tilt
+        Rotation of the monitor about s [rad].
+    resolution
+        RMS measurement noise [m] per plane (>= 0; 0 for an ideal monitor).
+    seed
+        Seed of the noise (integer >= 0): the same noise on every backend and call.
+    """
+
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+    tilt: Any = 0.0
+    resolution: Any = 0.0
+    seed: int = 0
+
+    observer = staticmethod(monitor_reading)
+    integer_parameters = ("seed",)
+    nonnegative_parameters = ("resolution", "seed")
+
+
+@element_record
+class Screen(Element):
+    """Imaging screen (a Bmad ``instrument`` with a pixel detector), zero length.
+
+    Particles pass unchanged under every tracking method. Its image
+    (:meth:`~Element.observe`, or ``Beamline.observe(...).images[name]``) has shape
+    ``(*batch, ny, nx)``; see :func:`~beamtrack.tracking.diagnostics.screen_image`.
+
+    Parameters
+    ----------
+    name
+        Element name.
+    resolution
+        ``(nx, ny)``: number of pixels along x and y.
+    pixel_size
+        ``(dx, dy)``: pixel width and height [m]; the grid is centred on the screen.
+    x_offset, y_offset, tilt
+        Screen position [m] and rotation about s [rad].
+    deposit
+        ``"histogram"`` (counts, no gradient), ``"cic"`` (cloud in cell, bilinear) or
+        ``"kde"`` (Gaussian kernel density); the last two are differentiable.
+    bandwidth
+        Standard deviation of the ``"kde"`` kernel [m]; 0 uses the pixel size.
+    """
+
+    resolution: tuple[int, int] = (100, 100)
+    pixel_size: tuple[float, float] = (1.0e-4, 1.0e-4)
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+    tilt: Any = 0.0
+    deposit: str = "histogram"
+    bandwidth: Any = 0.0
+
+    observer = staticmethod(screen_image)
+    choice_parameters = {"deposit": SCREEN_DEPOSITS}
+    tuple_parameters = {"resolution": (2, int), "pixel_size": (2, float)}
+    nonnegative_parameters = ("bandwidth",)
+
+
+@element_record
+class Aperture(Element):
+    """Zero-length aperture (Bmad's limit parameters as an element of its own).
+
+    Particles outside are lost (``alive`` cleared, coordinates kept); the cut is the
+    same under the ``"bmad"`` and ``"linear"`` methods. See
+    :func:`~beamtrack.tracking.aperture.track_aperture` for the exact Bmad rules.
+
+    Parameters
+    ----------
+    name
+        Element name.
+    shape
+        ``"rectangular"`` or ``"elliptical"``.
+    x_limit, y_limit
+        Half-widths [m] (Bmad's symmetric ``x1_limit = x2_limit``, ...); 0 means no
+        limit in that plane.
+    x_offset, y_offset, tilt
+        Aperture position [m] and rotation about s [rad].
+    smooth
+        Softness length [m] of the differentiable survival weight
+        (:func:`~beamtrack.tracking.aperture.aperture_factor`, collected by
+        ``Beamline.observe``); 0 gives the hard 0/1 weight. It never changes the cut.
+    """
+
+    shape: str = "rectangular"
+    x_limit: Any = 0.0
+    y_limit: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+    tilt: Any = 0.0
+    smooth: Any = 0.0
+
+    tracker = staticmethod(track_aperture)
+    survival = staticmethod(aperture_factor)
+    choice_parameters = {"shape": APERTURE_SHAPES}
+    nonnegative_parameters = ("x_limit", "y_limit", "smooth")
