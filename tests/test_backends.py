@@ -143,8 +143,6 @@ def test_jit_compiles_jax_and_is_identity_without_compiler(xp):
     def f(a):
         return a * 2.0
 
-    if xp.name == "torch":
-        pytest.skip("torch.compile takes tens of seconds; covered by the benchmarks")
     jitted = xp.jit(f)
     if xp.name in ("numpy", "array_api_strict", "cupy"):
         assert jitted is f
