@@ -116,6 +116,20 @@ class Backend:
         values = np.random.Generator(np.random.PCG64(seed)).standard_normal(tuple(shape))
         return self.asarray(values, dtype=dtype, device=device)
 
+    def uniform(
+        self,
+        shape: Sequence[int],
+        seed: int,
+        dtype: Any = None,
+        device: Any = None,
+    ) -> Any:
+        """Uniform random numbers in ``[0, 1)``, the same on every backend for one seed.
+
+        Drawn on the host with NumPy's PCG64 generator, like :meth:`normal`.
+        """
+        values = np.random.Generator(np.random.PCG64(seed)).random(tuple(shape))
+        return self.asarray(values, dtype=dtype, device=device)
+
     def scatter_add(self, target: Any, indices: Any, values: Any) -> Any:
         """Return ``target`` with ``values`` added at ``indices`` along axis 0.
 
