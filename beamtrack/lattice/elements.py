@@ -84,6 +84,14 @@ class Element:
     tracker: ClassVar[Callable[..., Particles] | None] = None
     #: Parameters that must be Python integers (they set loop lengths).
     integer_parameters: ClassVar[tuple[str, ...]] = ()
+    #: Whether runs of this kind in "linear" mode may be fused into one map by
+    #: ``Beamline.merged`` (False for elements that observe or limit the beam or change
+    #: the reference energy).
+    mergeable: ClassVar[bool] = True
+    #: Parameters given order by order (multipole strengths): a tuple of numbers or
+    #: arrays (a list is stored as a tuple), or one array whose first axis runs over
+    #: the orders.
+    sequence_parameters: ClassVar[tuple[str, ...]] = ()
     #: Parameters that must be >= 0 (numbers, every entry of arrays; integers listed
     #: in ``integer_parameters`` may then be 0).
     nonnegative_parameters: ClassVar[tuple[str, ...]] = ()

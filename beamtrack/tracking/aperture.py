@@ -84,15 +84,21 @@ def _inside(xp: Any, shape: str, u: Any, v: Any, a: Any, b: Any) -> Any:
         return in_x & in_y
     one = xp.ones_like(a)
     zero = xp.zeros_like(u)
-    tx = xp.where(a > 0.0, u / xp.where(a > 0.0, a, one), zero)
-    ty = xp.where(b > 0.0, v / xp.where(b > 0.0, b, one), zero)
+    tx = xp.clip(xp.where(a > 0.0, u / xp.where(a > 0.0, a, one), zero), min=-_CLIP, max=_CLIP)
+    ty = xp.clip(xp.where(b > 0.0, v / xp.where(b > 0.0, b, one), zero), min=-_CLIP, max=_CLIP)
     return tx * tx + ty * ty < 1.0
 
 
 def _logistic(t: Any) -> Any:
-    """``1 / (1 + exp(-t))`` written with tanh: finite value and gradient for any t."""
+    """``1 / (1 + exp(-t))``, accurate to rounding in both tails, never overflowing.
+
+    With ``e = exp(-|t|) <= 1``: ``1/(1+e)`` for ``t >= 0`` and ``e/(1+e)`` below. The
+    ``|t|`` is a ``where`` so that the derivative at ``t = 0`` is right (1/4).
+    """
     xp = array_api_compat.array_namespace(t)
-    return 0.5 + 0.5 * xp.tanh(0.5 * t)
+    positive = t >= 0.0
+    e = xp.exp(xp.where(positive, -t, t))
+    return xp.where(positive, 1.0, e) / (1.0 + e)
 
 
 def _soft(xp: Any, shape: str, u: Any, v: Any, a: Any, b: Any, width: Any) -> Any:
