@@ -11,6 +11,7 @@ from typing import Any
 
 import array_api_compat
 
+from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.particles import Particles
 
 
@@ -79,3 +80,38 @@ def apply_linear_map(particles: Particles, r: Any, c: Any, length: Any) -> Parti
     new = xp.where(alive[..., None, :], new, coords)
     alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
     return Particles._from_fields(new, particles.s + length, particles.p0c, particles.mc2, alive)
+
+
+def track_linear_map(
+    particles: Particles, *, r: Any, c: Any = 0.0, length: Any = 0.0, method: str = "linear"
+) -> Particles:
+    """Track through a given first-order map ``coords -> R @ coords + c``.
+
+    Parameters
+    ----------
+    particles
+        Incoming particles.
+    r
+        Matrix of shape ``(*batch, 6, 6)`` (an array of the particles' library).
+    c
+        Constant vector of shape ``(*batch, 6)``, or 0.
+    length
+        Length [m] by which ``s`` advances.
+    method
+        Accepted for uniformity with the other elements; both methods apply the map.
+    """
+    from beamtrack.tracking.parameters import as_parameter
+    from beamtrack.tracking.stepping import check_method
+
+    check_method(method, "linear map")
+    coords = particles.coords
+    r = as_parameter(r, coords, "r")
+    c = as_parameter(c, coords, "c")
+    if r.shape[-2:] != (6, 6):
+        raise ParameterError(f"linear map: parameter 'r' must have shape (*batch, 6, 6), "
+                             f"got {tuple(r.shape)}")
+    xp = particles.xp
+    if c.ndim == 0:
+        c = xp.zeros(r.shape[:-1], dtype=coords.dtype, device=particles.device) + c
+    length = as_parameter(length, coords, "length")
+    return apply_linear_map(particles, r, c, length)
