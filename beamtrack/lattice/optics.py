@@ -15,8 +15,8 @@ from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.elements import Element
 from beamtrack.lattice.linear_map import LinearMap
 from beamtrack.tracking.errors import ParameterError
-from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.optics import TWISS_FIELDS, TwissInit, periodic_twiss, propagate_twiss
+from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.species import electron
 

@@ -93,7 +93,8 @@ class ParameterBeam:
         return xp.sqrt(xp.stack([self.covariance[..., i, i] for i in range(6)], axis=-1))
 
     def __repr__(self) -> str:
-        return f"ParameterBeam(batch={tuple(self.mean.shape[:-1])}, backend={backend_of(self.mean).name!r})"
+        backend = backend_of(self.mean).name
+        return f"ParameterBeam(batch={tuple(self.mean.shape[:-1])}, backend={backend!r})"
 
 
 def _flatten(b: ParameterBeam) -> tuple[tuple[Any, ...], None]:
