@@ -169,10 +169,10 @@ def from_twiss(
         b = param(beta, f"beta_{plane}")
         a = param(alpha, f"alpha_{plane}")
         e = param(e, f"emittance_{plane}")
-        u, v = unit[2 * k], unit[2 * k + 1]
+        u, v = unit[2 * k, ...], unit[2 * k + 1, ...]
         coords += [(e * b) ** 0.5 * u, (e / b) ** 0.5 * (v - a * u)]
-    pz = param(sigma_pz, "sigma_pz") * unit[5]
-    coords += [param(sigma_z, "sigma_z") * unit[4], pz]
+    pz = param(sigma_pz, "sigma_pz") * unit[5, ...]
+    coords += [param(sigma_z, "sigma_z") * unit[4, ...], pz]
     for index, (d, name) in enumerate(
         ((dispersion_x, "dispersion_x"), (dispersion_px, "dispersion_px"),
          (dispersion_y, "dispersion_y"), (dispersion_py, "dispersion_py"))
