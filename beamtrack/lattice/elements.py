@@ -23,6 +23,13 @@ from beamtrack.tracking.aperture import APERTURE_SHAPES, aperture_factor, track_
 from beamtrack.tracking.diagnostics import SCREEN_DEPOSITS, monitor_reading, screen_image
 from beamtrack.tracking.drift import track_drift
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.kicker import track_hkicker, track_kicker, track_vkicker
+from beamtrack.tracking.multipole import (
+    track_multipole,
+    track_octupole,
+    track_sextupole,
+    track_thick_multipole,
+)
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.quadrupole import track_quadrupole
 from beamtrack.tracking.stepping import METHODS
@@ -84,6 +91,10 @@ class Element:
     tracker: ClassVar[Callable[..., Particles] | None] = None
     #: Parameters that must be Python integers (they set loop lengths).
     integer_parameters: ClassVar[tuple[str, ...]] = ()
+    #: Parameters given order by order (multipole strengths): a tuple of numbers or
+    #: arrays (a list is stored as a tuple), or one array whose first axis runs over
+    #: the orders.
+    sequence_parameters: ClassVar[tuple[str, ...]] = ()
     #: Whether runs of this kind in "linear" mode may be fused into one map by
     #: ``Beamline.merged`` (False for elements that observe or limit the beam or change
     #: the reference energy).
@@ -117,6 +128,9 @@ class Element:
                 f"{', '.join(METHODS)} or None, got {self.method!r}"
             )
         for key, value in self.parameters().items():
+            if key in self.sequence_parameters:
+                object.__setattr__(self, key, _check_sequence(kind, self.name, key, value))
+                continue
             if key in self.choice_parameters:
                 _check_choice(kind, self.name, key, value, self.choice_parameters[key])
             elif key in self.tuple_parameters:
@@ -221,6 +235,9 @@ def _short(value: Any) -> str:
 
 
 def _values_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        return (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)
+                and all(_values_equal(u, v) for u, v in zip(a, b)))
     a_arr = array_api_compat.is_array_api_obj(a)
     b_arr = array_api_compat.is_array_api_obj(b)
     if not a_arr and not b_arr:
@@ -458,3 +475,243 @@ class Aperture(Element):
     survival = staticmethod(aperture_factor)
     choice_parameters = {"shape": APERTURE_SHAPES}
     nonnegative_parameters = ("x_limit", "y_limit", "smooth")
+
+
+def _check_sequence(kind: str, name: str, key: str, value: Any) -> Any:
+    """Validate multipole strengths given order by order; lists become tuples."""
+    if isinstance(value, (tuple, list)):
+        for i, entry in enumerate(value):
+            _check_parameter(kind, name, f"{key}[{i}]", entry, False)
+        return tuple(value)
+    if array_api_compat.is_array_api_obj(value):
+        _check_parameter(kind, name, key, value, False)
+        if value.ndim == 0:
+            raise ParameterError(
+                f"{kind} {name!r}: parameter {key!r} must have one entry per order (a tuple, "
+                "or an array whose first axis runs over the orders), got a 0-d array"
+            )
+        return value
+    raise ParameterError(
+        f"{kind} {name!r}: parameter {key!r} must be a tuple of strengths, one per order "
+        f"(e.g. (0.0, 0.0, 1.2)), or an array whose first axis runs over the orders; got "
+        f"{type(value).__name__} {value!r}"
+    )
+
+
+@element_record
+class Sextupole(Element):
+    """Sextupole magnet (Bmad ``sextupole``, "bmad_standard" kick-drift-kick tracking).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m].
+    k2
+        Normalised strength ``(d^2 B_y/dx^2) / (B rho)`` [1/m^3].
+    num_steps
+        Number of kick-drift-kick slices.
+    tilt
+        Rotation about s [rad] (``pi/6``: skew sextupole).
+    x_offset, y_offset
+        Magnet offsets [m].
+    """
+
+    length: Any = 0.0
+    k2: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_sextupole)
+    integer_parameters = ("num_steps",)
+
+
+@element_record
+class Octupole(Element):
+    """Octupole magnet (Bmad ``octupole``, "bmad_standard" kick-drift-kick tracking).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m].
+    k3
+        Normalised strength ``(d^3 B_y/dx^3) / (B rho)`` [1/m^4].
+    num_steps
+        Number of kick-drift-kick slices.
+    tilt
+        Rotation about s [rad] (``pi/8``: skew octupole).
+    x_offset, y_offset
+        Magnet offsets [m].
+    """
+
+    length: Any = 0.0
+    k3: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_octupole)
+    integer_parameters = ("num_steps",)
+
+
+@element_record
+class ThickMultipole(Element):
+    """Straight thick multipole (Bmad ``thick_multipole``), kick-drift-kick tracking.
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m].
+    knl, ksl
+        Integrated normal and skew strengths ``K_nL``, ``K_nSL`` [m^-n], entry ``n`` of
+        order ``n``: a tuple (or list) of numbers or arrays, or one array whose first
+        axis runs over the orders.
+    num_steps
+        Number of kick-drift-kick slices.
+    tilt
+        Rotation about s [rad].
+    x_offset, y_offset
+        Magnet offsets [m].
+    """
+
+    length: Any = 0.0
+    knl: Any = ()
+    ksl: Any = ()
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_thick_multipole)
+    integer_parameters = ("num_steps",)
+    sequence_parameters = ("knl", "ksl")
+
+
+@element_record
+class Multipole(Element):
+    """Thin multipole of any order (Bmad ``multipole``, MAD-X ``MULTIPOLE``).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    knl, ksl
+        Integrated normal and skew strengths ``K_nL``, ``K_nSL`` [m^-n], order by order
+        (as for :class:`ThickMultipole`). ``K0L``/``K0SL`` bend the reference orbit
+        (zero-length bend, Bmad and MAD-X convention).
+    tilt
+        Rotation about s [rad].
+    x_offset, y_offset
+        Offsets [m].
+    """
+
+    knl: Any = ()
+    ksl: Any = ()
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_multipole)
+    sequence_parameters = ("knl", "ksl")
+
+
+@element_record
+class HKicker(Element):
+    """Horizontal orbit corrector (Bmad ``hkicker``).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m] (zero: thin kick).
+    kick
+        Change of ``px = P_x/P0`` over the element (not divided by ``1 + pz``).
+    num_steps
+        Number of kick-drift-kick slices.
+    tilt
+        Rotation about s [rad] of the kick direction.
+    x_offset, y_offset
+        Offsets [m].
+    """
+
+    length: Any = 0.0
+    kick: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_hkicker)
+    integer_parameters = ("num_steps",)
+
+
+@element_record
+class VKicker(Element):
+    """Vertical orbit corrector (Bmad ``vkicker``).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m] (zero: thin kick).
+    kick
+        Change of ``py = P_y/P0`` over the element (not divided by ``1 + pz``).
+    num_steps
+        Number of kick-drift-kick slices.
+    tilt
+        Rotation about s [rad] of the kick direction.
+    x_offset, y_offset
+        Offsets [m].
+    """
+
+    length: Any = 0.0
+    kick: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_vkicker)
+    integer_parameters = ("num_steps",)
+
+
+@element_record
+class Kicker(Element):
+    """Horizontal and vertical orbit corrector (Bmad ``kicker``).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m] (zero: thin kick).
+    hkick, vkick
+        Changes of ``px`` and ``py`` over the element (not divided by ``1 + pz``).
+    num_steps
+        Number of kick-drift-kick slices.
+    tilt
+        Rotation about s [rad] of the kick directions.
+    x_offset, y_offset
+        Offsets [m].
+    """
+
+    length: Any = 0.0
+    hkick: Any = 0.0
+    vkick: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_kicker)
+    integer_parameters = ("num_steps",)
