@@ -2,6 +2,7 @@
 
 ``beamtrack track [LATTICE]``      track a Gaussian beam, print beam statistics
 ``beamtrack crosscheck [LATTICE]`` compare every installed backend with NumPy
+``beamtrack optics [LATTICE]``    Twiss functions along the line (periodic or from given values)
 ``beamtrack backends``             list installed backends, versions and devices
 """
 
@@ -139,6 +140,48 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_optics(args: argparse.Namespace) -> int:
+    import math
+
+    from beamtrack.lattice.optics import twiss
+    from beamtrack.tracking.optics import TwissInit
+
+    path = args.lattice or _example_lattice()
+    line = load(path)
+    spec = dict(DEFAULT_BEAM)
+    spec.update(load_beam(path) or {})
+    p0c = float(args.p0c if args.p0c is not None else spec["p0c"])
+    mc2 = species(args.species or spec["species"]).mc2
+    initial = None
+    if args.beta_x is not None or args.beta_y is not None:
+        if args.beta_x is None or args.beta_y is None:
+            print("beamtrack: error: give both --beta-x and --beta-y for single-pass optics",
+                  file=sys.stderr)
+            return 2
+        initial = TwissInit(beta_x=args.beta_x, alpha_x=args.alpha_x, beta_y=args.beta_y,
+                            alpha_y=args.alpha_y, dx=args.dx, dpx=args.dpx)
+    table = twiss(line, initial, p0c=p0c, mc2=mc2)
+    kind = "periodic" if initial is None else "single pass"
+    print(f"lattice {path}: {line.name}, {len(line)} elements, {kind} optics, p0c {p0c:g} eV")
+    print(f"{'element':<12} {'s [m]':>8} {'beta_x':>9} {'alpha_x':>9} {'mu_x/2pi':>9} "
+          f"{'D_x':>9} {'beta_y':>9} {'alpha_y':>9} {'mu_y/2pi':>9} {'D_y':>9}")
+    two_pi = 2.0 * math.pi
+    for i, name in enumerate(table.names):
+        print(f"{name[:12]:<12} {table.s[i]:>8.3f} {table.beta_x[i]:>9.4f} "
+              f"{table.alpha_x[i]:>9.4f} {table.mu_x[i] / two_pi:>9.5f} {table.dx[i]:>9.4f} "
+              f"{table.beta_y[i]:>9.4f} {table.alpha_y[i]:>9.4f} "
+              f"{table.mu_y[i] / two_pi:>9.5f} {table.dy[i]:>9.4f}")
+    if table.tune_x is not None:
+        print(f"tunes: Q_x = {float(table.tune_x):.6f}, Q_y = {float(table.tune_y):.6f}")
+    if args.plot:
+        from beamtrack.lattice.plotting import plot_twiss
+
+        ax = plot_twiss(table, line)
+        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"plot written to {args.plot}")
+    return 0
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     installed = backend_registry.available()
     print(f"{'backend':<18} {'version':<16} devices")
@@ -182,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--tolerance", type=float, default=FLOAT64_TOLERANCE,
                        help="largest acceptable relative deviation")
     check.set_defaults(func=cmd_crosscheck)
+
+    optics = sub.add_parser("optics", help="Twiss functions along the lattice")
+    optics.add_argument("lattice", nargs="?", help="JSON lattice file (default: bundled FODO)")
+    optics.add_argument("--plot", default=None, help="write a plot of the optics to this file")
+    optics.add_argument("--p0c", type=float, default=None, help="reference momentum [eV]")
+    optics.add_argument("--species", default=None, help="particle species")
+    for name in ("beta-x", "beta-y"):
+        optics.add_argument(f"--{name}", type=float, default=None,
+                            help="initial beta [m] (single pass; default: periodic solution)")
+    for name in ("alpha-x", "alpha-y", "dx", "dpx"):
+        optics.add_argument(f"--{name}", type=float, default=0.0, help="initial value")
+    optics.set_defaults(func=cmd_optics)
 
     listing = sub.add_parser("backends", help="list installed backends, versions and devices")
     listing.set_defaults(func=cmd_backends)

@@ -112,7 +112,7 @@ class TwissTable:
     """Twiss functions at the start and after every element of a beamline.
 
     Every field is an array of shape ``(*batch, n_elements + 1)`` of the backend the
-    calculation ran on. ``names[0]`` is ``"start"``.
+    calculation ran on. ``names[0]`` is ``"(start)"``.
     """
 
     names: tuple[str, ...]
@@ -189,7 +189,7 @@ def twiss(
     if periodic:
         tunes = {"tune_x": table["mu_x"][..., -1] / (2.0 * math.pi),
                  "tune_y": table["mu_y"][..., -1] / (2.0 * math.pi)}
-    return TwissTable(names=("start", *line.names()), s=s, **table, **tunes)
+    return TwissTable(names=("(start)", *line.names()), s=s, **table, **tunes)
 
 
 def merged(
