@@ -22,6 +22,15 @@ from beamtrack.lattice import (
     save,
 )
 from beamtrack.lattice.crosscheck import Deviation, crosscheck
+from beamtrack.lattice.linear_map import LinearMap
+from beamtrack.lattice.optics import (
+    TwissTable,
+    merged,
+    track_parameter_beam,
+    transfer_map,
+    twiss,
+)
+from beamtrack.lattice.recording import Record, track_along
 from beamtrack.tracking import (
     COORDINATES,
     ParameterError,
@@ -34,10 +43,13 @@ from beamtrack.tracking import (
     positron,
     proton,
     species,
+    statistics,
     track_drift,
     track_quadrupole,
 )
-from beamtrack.tracking.beams import gaussian_particles
+from beamtrack.tracking.beams import from_covariance, from_twiss, gaussian_particles
+from beamtrack.tracking.optics import TwissInit
+from beamtrack.tracking.parameter_beam import ParameterBeam
 
 __version__ = "0.1.0"
 
@@ -53,6 +65,11 @@ __all__ = [
     "Element",
     "LatticeError",
     "LatticeFileError",
+    "LinearMap",
+    "ParameterBeam",
+    "Record",
+    "TwissInit",
+    "TwissTable",
     "Marker",
     "ParameterError",
     "Particles",
@@ -65,6 +82,14 @@ __all__ = [
     "crosscheck",
     "deuteron",
     "dumps",
+    "from_covariance",
+    "from_twiss",
+    "merged",
+    "statistics",
+    "track_along",
+    "track_parameter_beam",
+    "transfer_map",
+    "twiss",
     "electron",
     "gaussian_particles",
     "load",

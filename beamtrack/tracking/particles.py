@@ -262,6 +262,31 @@ class Particles:
             )
         return cls(coords=xp.matrix_transpose(array), p0c=p0c, mc2=mc2, s=s, alive=alive)
 
+    @classmethod
+    def from_twiss(cls, n: int, **kwargs: Any) -> Particles:
+        """A beam from Twiss parameters; see :func:`beamtrack.tracking.beams.from_twiss`.
+
+        Examples
+        --------
+        >>> from beamtrack import Particles, electron
+        >>> beam = Particles.from_twiss(1000, beta_x=8.0, alpha_x=-1.2, emittance_x=1e-8,
+        ...                             beta_y=3.0, emittance_y=1e-8, sigma_pz=1e-3,
+        ...                             p0c=1e9, mc2=electron.mc2, seed=1)
+        >>> beam.coords.shape
+        (6, 1000)
+        """
+        from beamtrack.tracking.beams import from_twiss
+
+        return from_twiss(n, **kwargs)
+
+    @classmethod
+    def from_covariance(cls, n: int, **kwargs: Any) -> Particles:
+        """A Gaussian beam from a 6x6 covariance; see
+        :func:`beamtrack.tracking.beams.from_covariance`."""
+        from beamtrack.tracking.beams import from_covariance
+
+        return from_covariance(n, **kwargs)
+
     def to_array(self) -> Any:
         """Particle-major copy of the coordinates, shape ``(*batch, n, 6)``."""
         return self.xp.matrix_transpose(self._coords)
