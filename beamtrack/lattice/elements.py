@@ -20,6 +20,7 @@ import numpy as np
 from beamtrack.backends import backend_of
 from beamtrack.lattice.errors import UnknownParameterError
 from beamtrack.tracking.aperture import APERTURE_SHAPES, aperture_factor, track_aperture
+from beamtrack.tracking.cavity import track_crab_cavity, track_lcavity, track_rfcavity
 from beamtrack.tracking.diagnostics import SCREEN_DEPOSITS, monitor_reading, screen_image
 from beamtrack.tracking.drift import track_drift
 from beamtrack.tracking.errors import ParameterError
@@ -32,6 +33,7 @@ from beamtrack.tracking.multipole import (
 )
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.quadrupole import track_quadrupole
+from beamtrack.tracking.solenoid import track_solenoid
 from beamtrack.tracking.stepping import METHODS
 
 #: Element kinds by name, filled by :func:`element_record`.
@@ -714,4 +716,144 @@ class Kicker(Element):
     y_offset: Any = 0.0
 
     tracker = staticmethod(track_kicker)
+    integer_parameters = ("num_steps",)
+
+
+@element_record
+class Solenoid(Element):
+    """Solenoid (Bmad ``solenoid``, exact hard-edge "bmad_standard" tracking).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m].
+    ks
+        Normalised longitudinal field ``Bs / (B rho)`` [1/m].
+    num_steps
+        Number of body slices (the body is exact per slice).
+    tilt
+        Rotation about s [rad] (no effect: the field is axially symmetric).
+    x_offset, y_offset
+        Offsets of the solenoid axis [m].
+    """
+
+    length: Any = 0.0
+    ks: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_solenoid)
+    integer_parameters = ("num_steps",)
+
+
+@element_record
+class RFCavity(Element):
+    """RF cavity without reference energy change (Bmad ``rfcavity``, kick-drift-kick).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m].
+    voltage
+        Energy gain amplitude [eV] of the reference species (charge folded in).
+    phi0
+        RF phase [rad/2pi]; the energy kick is ``voltage sin(2 pi (phi0 + f (t0 - t)))``.
+    frequency
+        RF frequency [Hz] (may be 0 only with zero voltage).
+    num_steps
+        Number of drifts (``num_steps + 1`` energy kicks, half kicks at the ends).
+    tilt, x_offset, y_offset
+        Misalignments [rad, m] (no effect on this axially symmetric model).
+    """
+
+    length: Any = 0.0
+    voltage: Any = 0.0
+    phi0: Any = 0.0
+    frequency: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_rfcavity)
+    integer_parameters = ("num_steps",)
+
+
+@element_record
+class LCavity(Element):
+    """Accelerating cavity (Bmad ``lcavity``, stair-step standing-wave model); the
+    reference momentum changes by the reference particle's energy gain
+    ``voltage cos(2 pi phi0)``.
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m].
+    voltage
+        Energy gain amplitude [eV] of the reference species (charge folded in).
+    phi0
+        RF phase [rad/2pi]; 0 is on crest.
+    frequency
+        RF frequency [Hz] (may be 0 only with zero voltage).
+    num_steps
+        Number of RF steps (Bmad's ``n_rf_steps``).
+    tilt, x_offset, y_offset
+        Misalignments [rad, m].
+    """
+
+    length: Any = 0.0
+    voltage: Any = 0.0
+    phi0: Any = 0.0
+    frequency: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_lcavity)
+    integer_parameters = ("num_steps",)
+
+
+@element_record
+class CrabCavity(Element):
+    """Transverse deflecting (crab) cavity (Bmad ``crab_cavity``).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Length [m].
+    voltage
+        Deflecting voltage [eV] (kick ``voltage / P0 c`` at the crest; charge folded in).
+    phi0
+        RF phase [rad/2pi]; the kick is ``px += voltage/P0 sin(2 pi (phi0 + f (t0 - t)))``.
+    frequency
+        RF frequency [Hz] (may be 0 only with zero voltage).
+    num_steps
+        Number of thin kicks.
+    tilt
+        Rotation about s [rad] (``pi/2``: vertical deflection).
+    x_offset, y_offset
+        Offsets [m].
+    """
+
+    length: Any = 0.0
+    voltage: Any = 0.0
+    phi0: Any = 0.0
+    frequency: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    tracker = staticmethod(track_crab_cavity)
     integer_parameters = ("num_steps",)
