@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Union
 
-from beamtrack.lattice.elements import Element
+import numpy as np
+
+from beamtrack.backends import backend_of
+from beamtrack.backends.pytrees import register_pytree
+from beamtrack.lattice.elements import Element, Screen
 from beamtrack.lattice.errors import LatticeError
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.particles import Particles
@@ -193,6 +197,88 @@ class Beamline:
             particles = element.track(particles, element_method)
             yield element, particles
 
+    def observe(self, particles: Particles, method: str | None = None) -> Observation:
+        """Track through the beamline and record what happens on the way, in one pass.
+
+        Collects the reading of every :class:`~beamtrack.lattice.elements.Monitor`,
+        the image of every :class:`~beamtrack.lattice.elements.Screen`, the element
+        where each particle is lost, and a differentiable survival weight. The
+        particles at the end are exactly those of :meth:`track` (which stays free of
+        this bookkeeping). Works on every backend, with batch dimensions, and inside
+        ``jax.jit`` (the result is a pytree; no Python control flow on array values).
+
+        Parameters
+        ----------
+        particles
+            Incoming particles, any backend.
+        method
+            As in :meth:`track`.
+
+        Returns
+        -------
+        Observation
+            ``particles``, ``lost_at``, ``weight``, ``readings`` and ``images``; see
+            :class:`Observation`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import beamtrack as bt
+        >>> from beamtrack.lattice.elements import Aperture, Monitor
+        >>> line = bt.Beamline([bt.Drift("d1", length=1.0), Monitor("bpm1"),
+        ...                     Aperture("ap1", x_limit=1e-3)])
+        >>> x = np.array([0.0, 2e-3, 5e-4])
+        >>> p = bt.Particles(x, *np.zeros((5, 3)), p0c=1e9, mc2=bt.electron.mc2)
+        >>> obs = line.observe(p)
+        >>> obs.lost_at.tolist(), int(obs.lost_in("ap1"))
+        ([-1, 2, -1], 1)
+        >>> [round(float(v), 6) for v in obs.readings["bpm1"]]
+        [0.000833, 0.0]
+        """
+        plan = list(self._plan(method))
+        xp = particles.xp
+        lost_at = xp.full_like(particles.alive, -1, dtype=xp.int32)
+        weight = xp.astype(particles.alive, particles.dtype)
+        readings: dict[str, Any] = {}
+        images: dict[str, Any] = {}
+        for index, (element, element_method) in enumerate(plan):
+            factor = element.survival_factor(particles)
+            before = particles.alive
+            particles = element.track(particles, element_method)
+            lost_here = before & ~particles.alive
+            lost_at = xp.where(lost_here, xp.full_like(lost_at, index), lost_at)
+            if factor is None:
+                weight = xp.where(lost_here, xp.zeros_like(weight), weight)
+            else:
+                weight = xp.where(before, weight * factor, weight)
+            seen = element.observe(particles)
+            if seen is not None:
+                (images if isinstance(element, Screen) else readings)[element.name] = seen
+        return Observation(
+            particles=particles,
+            lost_at=lost_at,
+            weight=weight,
+            readings=readings,
+            images=images,
+            names=tuple(element.name for element, _ in plan),
+            spans=self._spans(),
+        )
+
+    def _spans(self, start: int = 0) -> dict[str, tuple[int, int]]:
+        """``{name: (first, stop)}``: tracking-order index range of every element and line."""
+        spans: dict[str, tuple[int, int]] = {}
+        position = start
+        for item in self._items:
+            if isinstance(item, Beamline):
+                inner = item._spans(position)
+                spans.update(inner)
+                position = inner[item.name][1]
+            else:
+                spans[item.name] = (position, position + 1)
+                position += 1
+        spans[self._name] = (start, position)
+        return spans
+
     def _plan(self, method: str | None) -> Iterator[tuple[Element, str]]:
         """Elements in tracking order with the method each one uses."""
         if method is not None and method not in METHODS:
@@ -213,3 +299,110 @@ class Beamline:
 
     def __repr__(self) -> str:
         return f"Beamline({self._name!r}, {len(self)} elements, method={self._method!r})"
+
+
+class Observation:
+    """What :meth:`Beamline.observe` saw: final particles, losses, readings and images.
+
+    Attributes
+    ----------
+    particles
+        Particles at the end of the beamline (the same as :meth:`Beamline.track`).
+    lost_at
+        Integer array (int32) of shape ``(*batch, n)``: for each particle, the index in
+        ``names`` (``Beamline.names()``) of the element where it was lost, or ``-1`` if
+        it was not lost in this beamline (survivors, and particles already lost when
+        they entered).
+    weight
+        Float array ``(*batch, n)``: a differentiable survival weight. It starts as the
+        incoming ``alive`` flags; every aperture multiplies in its smooth survival
+        factor (:func:`~beamtrack.tracking.aperture.aperture_factor`, width ``smooth``)
+        for the particles that reach it alive, and a loss at any other element (an
+        unphysical momentum) sets it to 0. With ``smooth = 0`` everywhere it equals the
+        final ``alive`` flags as 0/1; with ``smooth > 0``, ``sum(weight)`` is a smooth
+        stand-in for the transmission whose gradient reaches upstream magnets.
+    readings
+        ``{monitor name: reading (*batch, 2)}`` (x, y) [m] after the monitor.
+    images
+        ``{screen name: image (*batch, ny, nx)}``.
+    names
+        Element names in tracking order.
+
+    Notes
+    -----
+    Registered as a JAX pytree, so a jitted function can return it.
+    """
+
+    __slots__ = ("particles", "lost_at", "weight", "readings", "images", "names", "_spans")
+
+    def __init__(
+        self,
+        *,
+        particles: Particles,
+        lost_at: Any,
+        weight: Any,
+        readings: dict[str, Any],
+        images: dict[str, Any],
+        names: tuple[str, ...],
+        spans: dict[str, tuple[int, int]],
+    ) -> None:
+        for key, value in (("particles", particles), ("lost_at", lost_at), ("weight", weight),
+                           ("readings", readings), ("images", images), ("names", names),
+                           ("_spans", spans)):
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Observation is immutable")
+
+    def index(self, name: str) -> int:
+        """Index of the element ``name`` in ``names`` (the value ``lost_at`` uses)."""
+        first, stop = self._span(name)
+        if stop != first + 1 or self.names[first] != name:
+            raise KeyError(f"{name!r} is a beamline, not an element; use lost_in({name!r})")
+        return first
+
+    def _span(self, name: str) -> tuple[int, int]:
+        if name not in self._spans:
+            raise KeyError(f"no element or beamline named {name!r} was observed")
+        return self._spans[name]
+
+    def lost_in(self, name: str) -> Any:
+        """Number of particles lost in element ``name`` (or anywhere in the nested
+        beamline ``name``), per batch entry: an integer array of shape ``(*batch)``."""
+        first, stop = self._span(name)
+        xp = self.particles.xp
+        inside = (self.lost_at >= first) & (self.lost_at < stop)
+        return xp.sum(xp.astype(inside, self.lost_at.dtype), axis=-1)
+
+    def loss_summary(self) -> dict[str, int]:
+        """``{element name: particles lost there}`` for the elements that lost any,
+        summed over batch entries (Python integers; not for use inside ``jax.jit``)."""
+        lost_at = backend_of(self.lost_at).to_numpy(self.lost_at)
+        counts = np.bincount(lost_at[lost_at >= 0].ravel(), minlength=len(self.names))
+        return {self.names[i]: int(c) for i, c in enumerate(counts) if c > 0}
+
+    def __repr__(self) -> str:
+        return (
+            f"Observation({self.particles!r}, {len(self.readings)} readings, "
+            f"{len(self.images)} images, {len(self.names)} elements)"
+        )
+
+
+def _flatten_observation(obs: Observation) -> tuple[tuple[Any, ...], Any]:
+    reading_names, image_names = tuple(obs.readings), tuple(obs.images)
+    children = (obs.particles, obs.lost_at, obs.weight,
+                tuple(obs.readings[k] for k in reading_names),
+                tuple(obs.images[k] for k in image_names))
+    aux = (reading_names, image_names, obs.names, tuple(obs._spans.items()))
+    return children, aux
+
+
+def _unflatten_observation(aux: Any, children: Sequence[Any]) -> Observation:
+    reading_names, image_names, names, spans = aux
+    particles, lost_at, weight, readings, images = children
+    return Observation(particles=particles, lost_at=lost_at, weight=weight,
+                       readings=dict(zip(reading_names, readings)),
+                       images=dict(zip(image_names, images)), names=names, spans=dict(spans))
+
+
+register_pytree(Observation, _flatten_observation, _unflatten_observation)
