@@ -274,3 +274,23 @@ def test_lattice_file_round_trip_of_new_elements(tmp_path):
     assert again["scr"].bandwidth == 0.1 + 0.2 and again["ap"].x_limit == 1 / 3
     assert again["bpm"].seed == 7 and isinstance(again["bpm"].seed, int)
     assert bt.dumps(again) == bt.dumps(line)
+
+
+def test_merged_linear_maps_keep_observers_and_apertures_in_place():
+    """Beamline.merged-style fusion (lattice.optics.merged) must not swallow an aperture,
+    a monitor or a screen into a linear map: losses and readings stay where they were."""
+    from beamtrack.lattice.optics import merged
+
+    line = line_with_losses()
+    fused = merged(line, p0c=1e9, mc2=0.51099895069e6, method="linear")
+    names = fused.names()
+    for name in ("ap1", "bpm1", "ap2", "scr1"):
+        assert name in names
+    beam, alive = hand_beam()
+    p = make_particles("numpy", beam, alive=alive)
+    direct = line.observe(p, method="linear")
+    again = fused.observe(p, method="linear")
+    np.testing.assert_array_equal(alive_np(again.particles), alive_np(direct.particles))
+    for name in ("ap1", "ap2"):
+        assert int(again.lost_in(name)) == int(direct.lost_in(name))
+    np.testing.assert_allclose(again.readings["bpm1"], direct.readings["bpm1"], rtol=1e-12)

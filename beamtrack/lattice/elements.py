@@ -397,6 +397,7 @@ class Monitor(Element):
     seed: int = 0
 
     observer = staticmethod(monitor_reading)
+    mergeable = False
     integer_parameters = ("seed",)
     nonnegative_parameters = ("resolution", "seed")
 
@@ -435,6 +436,7 @@ class Screen(Element):
     bandwidth: Any = 0.0
 
     observer = staticmethod(screen_image)
+    mergeable = False
     choice_parameters = {"deposit": SCREEN_DEPOSITS}
     tuple_parameters = {"resolution": (2, int), "pixel_size": (2, float)}
     nonnegative_parameters = ("bandwidth",)
@@ -474,6 +476,7 @@ class Aperture(Element):
     smooth: Any = 0.0
 
     tracker = staticmethod(track_aperture)
+    mergeable = False
     survival = staticmethod(aperture_factor)
     choice_parameters = {"shape": APERTURE_SHAPES}
     nonnegative_parameters = ("x_limit", "y_limit", "smooth")
