@@ -29,7 +29,6 @@ from conftest import (
     mp_beta,
     random_beam,
     to_np,
-    value_and_grad_np,
 )
 from scipy.integrate import solve_ivp
 
@@ -516,8 +515,8 @@ def test_batched_parameters(xp, method, batched_particles):
         got = to_np(out)
         assert got.shape == (3, 6, 4)
         assert alive_np(out).shape == (3, 4)
-        for b in range(3):
-            single = make_particles(xp.name, beams[b] if batched_particles else beam)
+        for b in range(3):  # the loop on NumPy (cross-backend agreement is tested above)
+            single = make_particles("numpy", beams[b] if batched_particles else beam)
             if key == "sext":
                 one = track_sextupole(single, length=length[b], k2=k2[b], tilt=tilt[b],
                                       x_offset=x_offset[b], num_steps=2, method=method)
@@ -528,56 +527,89 @@ def test_batched_parameters(xp, method, batched_particles):
             else:
                 one = track_multipole(single, knl=list(knl[:, b]), ksl=[k[b] for k in ksl],
                                       tilt=tilt[b], x_offset=x_offset[b], method=method)
-            np.testing.assert_allclose(got[b], to_np(one), rtol=1e-14, atol=1e-18)
+            np.testing.assert_allclose(got[b], to_np(one), rtol=1e-13, atol=1e-18)
     np.testing.assert_allclose(xp.to_numpy(outs["sext"].s), length, rtol=1e-15)
     np.testing.assert_array_equal(xp.to_numpy(outs["thin"].s), 0.0)
 
 
 # -- gradients --------------------------------------------------------------------------------
 
-#: Parameter points: (k2, tilt, x_offset, y_offset, length, knl0, knl1, knl2, ksl1, ksl2);
-#: zeros are the singular-looking points (k2 = 0, knl = 0, aligned).
-GRAD_POINTS = {
-    "generic": np.array([70.0, 0.3, 1e-3, -5e-4, 0.4, 1e-3, 0.5, -20.0, 0.2, 15.0]),
-    "zeros": np.array([0.0, 0.0, 0.0, 0.0, 0.4, 0.0, 0.0, 0.0, 0.0, 0.0]),
+#: Gradient cases: element function of the parameter vector v, the points where
+#: gradients are checked ("zeros" is the singular-looking point: k2 = 0, knl = ksl = 0,
+#: zero tilt and offsets) and the size of each parameter (finite-difference steps).
+#: Each case is compiled once (jax) and serves both points.
+GRAD_CASES = {
+    # v = (length, k2, tilt, x_offset, y_offset)
+    "sextupole": (
+        lambda p, v: track_sextupole(p, length=v[0], k2=v[1], tilt=v[2], x_offset=v[3],
+                                     y_offset=v[4], num_steps=2),
+        {"generic": [0.4, 70.0, 0.3, 1e-3, -5e-4], "zeros": [0.4, 0.0, 0.0, 0.0, 0.0]},
+        [1.0, 100.0, 1.0, 1e-3, 1e-3]),
+    # v = (length, knl0, knl1, knl2, ksl1, ksl2, tilt, x_offset): knl as an array slice
+    "thick-multipole": (
+        lambda p, v: track_thick_multipole(p, length=v[0], knl=v[1:4], ksl=(0.0, v[4], v[5]),
+                                           tilt=v[6], x_offset=v[7], num_steps=2),
+        {"generic": [0.4, 1e-3, 0.5, -20.0, 0.2, 15.0, -0.2, 1e-3],
+         "zeros": [0.4, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]},
+        [1.0, 1e-3, 1.0, 100.0, 1.0, 100.0, 1.0, 1e-3]),
+    # v = (knl0, knl1, knl3, ksl0, ksl1, tilt, x_offset, y_offset): tuple and array slice
+    "thin-multipole": (
+        lambda p, v: track_multipole(p, knl=(v[0], v[1], 0.0, v[2]), ksl=v[3:5], tilt=v[5],
+                                     x_offset=v[6], y_offset=v[7]),
+        {"generic": [1e-3, 0.5, 800.0, -2e-3, 0.3, 0.3, 1e-3, -2e-3],
+         "zeros": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]},
+        [1e-3, 1.0, 1e3, 1e-3, 1.0, 1.0, 1e-3, 1e-3]),
 }
-GRAD_BEAM = random_beam(3, seed=13, scale=2e-3)
-#: Typical size of each parameter (finite-difference steps are 1e-6 of it at zero).
-GRAD_SCALES = np.array([100.0, 1.0, 1e-3, 1e-3, 1.0, 1e-3, 1.0, 100.0, 1.0, 100.0])
+#: Two good particles and the four lost ones of LOST (below): gradients stay finite.
+GRAD_BEAM = np.vstack([random_beam(2, seed=13, scale=2e-3), [
+    [1e-3, 0.8, 2e-3, 0.6, 1e-3, 0.0], [0.0, 0.5, 0.0, -0.5, 0.0, -0.5],
+    [1e-3, 0.0, 1e-3, 0.0, 0.0, -1.0], [0.6, 0.0, 0.0, 0.0, 0.0, 0.0]]])
+GRAD_WEIGHTS = np.array([1.0, 3.0, -2.0, 5.0, 7.0, 0.5])[:, None]
 
 
-def _grad_loss(xp, v, particles):
-    """Scalar function of all parameters: a sextupole, a thick and a thin multipole."""
-    p = track_sextupole(particles, length=v[4], k2=v[0], tilt=v[1], x_offset=v[2],
-                        y_offset=v[3], num_steps=2)
-    p = track_thick_multipole(p, length=v[4], knl=v[5:8], ksl=(0.0, v[8], v[9]), tilt=v[1],
-                              x_offset=v[3], y_offset=v[2], num_steps=2)
-    p = track_multipole(p, knl=(v[5], v[6], v[7]), ksl=v[7:10], tilt=v[1], x_offset=v[2])
-    weights = xp.asarray(np.array([1.0, 3.0, -2.0, 5.0, 7.0, 0.5])[:, None])
-    return xp.sum(p.coords * weights) + 100.0 * xp.sum(p.coords[..., :4, :] ** 2)
+def _grad_loss(xp, case, v, coords):
+    """Weighted change of the coordinates plus its square (lost particles add 0)."""
+    p = Particles(coords=coords, p0c=P0C, mc2=ELECTRON_MC2)
+    change = GRAD_CASES[case][0](p, v).coords - coords
+    return xp.sum(change * xp.asarray(GRAD_WEIGHTS)) + 100.0 * xp.sum(change[..., :4, :] ** 2)
 
 
-@pytest.mark.parametrize("point", list(GRAD_POINTS))
-def test_gradients_match_finite_differences(ad, point):
-    """Gradients w.r.t. every parameter (k2, tilt, offsets, length, knl and ksl entries)
-    are finite, agree with central finite differences (NumPy) and between torch and
-    jax, also at k2 = 0, knl = ksl = 0 and zero tilt/offsets."""
-    v0 = GRAD_POINTS[point]
-    xp = ad.namespace()
-    p = make_particles(ad.name, GRAD_BEAM)
-    value, grad = value_and_grad_np(ad, lambda v: _grad_loss(xp, v, p), v0)
-    assert np.all(np.isfinite(grad))
-    npx = get("numpy").namespace()
-    pn = make_particles("numpy", GRAD_BEAM)
-    f = lambda v: float(_grad_loss(npx, v, pn))  # noqa: E731
-    assert value == pytest.approx(f(v0), rel=1e-13)
+def _finite_differences(f, v0, scales):
+    """Fourth-order central differences, steps 1e-4 of each parameter's size."""
     fd = np.empty_like(v0)
     for i in range(len(v0)):
-        h = 1e-6 * max(abs(v0[i]), GRAD_SCALES[i])
         e = np.zeros_like(v0)
-        e[i] = h
-        fd[i] = (f(v0 + e) - f(v0 - e)) / (2 * h)
-    np.testing.assert_allclose(grad, fd, rtol=2e-6, atol=1e-9)
+        e[i] = h = 1e-4 * max(abs(v0[i]), scales[i])
+        fd[i] = (-f(v0 + 2 * e) + 8 * f(v0 + e) - 8 * f(v0 - e) + f(v0 - 2 * e)) / (12 * h)
+    return fd
+
+
+@functools.cache
+def _grad_function(name, case):
+    """value_and_grad of the case's loss w.r.t. v (jax: compiled once per case)."""
+    backend = get(name)
+    xp = backend.namespace()
+    fn = backend.value_and_grad(lambda v, coords: _grad_loss(xp, case, v, coords))
+    return backend.jit(fn) if name == "jax" else fn
+
+
+@pytest.mark.parametrize("point", ["generic", "zeros"])
+@pytest.mark.parametrize("case", list(GRAD_CASES))
+def test_gradients_match_finite_differences(ad, case, point):
+    """Gradients w.r.t. every parameter (length, k2, knl and ksl entries given as array
+    slices or tuples, tilt, offsets) are finite with lost particles in the beam, agree
+    with central finite differences (NumPy) and so between torch and jax, also at
+    k2 = 0, knl = ksl = 0 and zero tilt/offsets."""
+    _, points, scales = GRAD_CASES[case]
+    v0 = np.array(points[point])
+    coords = ad.asarray(GRAD_BEAM.T.copy())
+    value, grad = (ad.to_numpy(a)
+                   for a in _grad_function(ad.name, case)(ad.asarray(v0), coords))
+    assert np.all(np.isfinite(grad))
+    npx = get("numpy").namespace()
+    f = lambda v: float(_grad_loss(npx, case, v, GRAD_BEAM.T.copy()))  # noqa: E731
+    assert value == pytest.approx(f(v0), rel=1e-13)
+    np.testing.assert_allclose(grad, _finite_differences(f, v0, scales), rtol=1e-7, atol=1e-10)
     assert np.abs(grad).max() > 1e-3
 
 
@@ -617,21 +649,6 @@ def test_lost_particles_frozen_without_nan(xp, method):
     if method == "bmad":
         np.testing.assert_array_equal(alive_np(thin), [True, True] + [False] * 4)
         np.testing.assert_array_equal(to_np(thin)[:, 2:], LOST.T)
-
-
-def test_lost_particles_finite_gradients(ad):
-    beam = np.vstack([GOOD, LOST])
-    xp = ad.namespace()
-
-    def loss(v):
-        p = make_particles(ad.name, beam)
-        out = track_sextupole(p, length=v[0], k2=v[1], tilt=v[2], x_offset=v[3], num_steps=3)
-        out = track_multipole(out, knl=v[4:7])
-        return xp.sum(out.coords**2) + xp.sum(out.coords)
-
-    _, grad = value_and_grad_np(ad, loss, np.array([0.5, 40.0, 0.2, 1e-3, 0.0, 0.1, 30.0]))
-    assert np.all(np.isfinite(grad))
-    assert np.all(grad != 0.0)
 
 
 # -- errors -----------------------------------------------------------------------------------
