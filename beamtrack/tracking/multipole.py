@@ -122,9 +122,10 @@ def multipole_kick_jacobian(
 ) -> tuple[Any, Any, Any, Any]:
     """Derivatives ``(d dpx/dx, d dpx/dy, d dpy/dx, d dpy/dy)`` of :func:`multipole_kick`.
 
-    With ``G = -dS/dw`` (``dpx - i dpy = -S(w)``): ``d dpx/dx = -Re S'``,
-    ``d dpx/dy = d dpy/dx = Im S'``, ``d dpy/dy = Re S'``; the matrix is symmetric and
-    traceless (a curl- and divergence-free field), so the kick is symplectic.
+    With ``dpx - i dpy = -S(w)``, ``w = x + i y`` and ``S' = dS/dw``:
+    ``d dpx/dx = -Re S'``, ``d dpx/dy = d dpy/dx = Im S'``, ``d dpy/dy = Re S'``. The
+    matrix is symmetric and traceless (a curl- and divergence-free field), so the kick
+    is symplectic.
     """
     _, _, gr, gi = _horner(x, y, list(knl), list(ksl), derivative=True)
     return -gr, gi, gi, gr
