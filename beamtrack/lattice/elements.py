@@ -20,6 +20,13 @@ import numpy as np
 from beamtrack.backends import backend_of
 from beamtrack.lattice.errors import UnknownParameterError
 from beamtrack.tracking.aperture import APERTURE_SHAPES, aperture_factor, track_aperture
+from beamtrack.tracking.bend import (
+    FRINGE_TYPES,
+    check_bend_geometry,
+    check_fringe_type,
+    track_rbend,
+    track_sbend,
+)
 from beamtrack.tracking.cavity import track_crab_cavity, track_lcavity, track_rfcavity
 from beamtrack.tracking.diagnostics import SCREEN_DEPOSITS, monitor_reading, screen_image
 from beamtrack.tracking.drift import track_drift
@@ -860,3 +867,114 @@ class CrabCavity(Element):
 
     tracker = staticmethod(track_crab_cavity)
     integer_parameters = ("num_steps",)
+
+
+class _Bend(Element):
+    """Shared checks of the bend records (not registered as a kind)."""
+
+    #: Exit fringe parameters that may be ``None`` (then the entrance values are used).
+    _exit_defaults = ("fint_exit", "hgap_exit")
+
+    def __post_init__(self) -> None:
+        kind = type(self).__name__
+        if self.fringe_type in ("full",):
+            check_fringe_type(self.fringe_type, f"{kind} {self.name!r}")
+        unset = [key for key in self._exit_defaults if getattr(self, key) is None]
+        for key in unset:  # validate the others; None stands for "same as the entrance"
+            object.__setattr__(self, key, 0.0)
+        try:
+            super().__post_init__()
+        finally:
+            for key in unset:
+                object.__setattr__(self, key, None)
+        check_bend_geometry(self.length, self.angle, f"{kind} {self.name!r}")
+
+
+@element_record
+class SBend(_Bend):
+    """Sector bend (Bmad ``sbend``, "bmad_standard" tracking; see
+    :func:`~beamtrack.tracking.bend.track_sbend`).
+
+    Parameters
+    ----------
+    name
+        Element name.
+    length
+        Arc length of the reference orbit [m].
+    angle
+        Bending angle [rad] (positive bends towards ``-x``).
+    e1, e2
+        Entrance and exit pole-face angles [rad].
+    k1
+        Quadrupole strength [1/m^2] (combined-function bend).
+    fint, hgap
+        Entrance fringe-field integral and half gap [m].
+    fint_exit, hgap_exit
+        Exit values (Bmad ``fintx``, ``hgapx``); ``None``: same as the entrance.
+    fringe_type
+        ``"none"``, ``"linear_edge"`` (default), ``"hard_edge"``, ``"soft_edge"``,
+        ``"basic_bend"`` (Bmad's default), ``"sad_full"``.
+    tilt
+        Roll of the magnet about its chord [rad] (Bmad ``roll``), a misalignment.
+    ref_tilt
+        Rotation of the bend and its reference orbit about s [rad] (Bmad ``ref_tilt``).
+    x_offset, y_offset
+        Magnet offsets [m] at the middle of the arc.
+    num_steps
+        Number of body slices.
+    """
+
+    length: Any = 0.0
+    angle: Any = 0.0
+    e1: Any = 0.0
+    e2: Any = 0.0
+    k1: Any = 0.0
+    fint: Any = 0.0
+    hgap: Any = 0.0
+    fint_exit: Any = None
+    hgap_exit: Any = None
+    fringe_type: str = "linear_edge"
+    tilt: Any = 0.0
+    ref_tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+    num_steps: int = 1
+
+    tracker = staticmethod(track_sbend)
+    integer_parameters = ("num_steps",)
+    nonnegative_parameters = ("length",)
+    choice_parameters = {"fringe_type": FRINGE_TYPES}
+
+
+@element_record
+class RBend(_Bend):
+    """Rectangular bend (Bmad ``rbend``), tracked as the equivalent sector bend (see
+    :func:`~beamtrack.tracking.bend.track_rbend`).
+
+    As in Bmad and MAD, ``length`` is the **chord** [m] and ``e1``, ``e2`` are measured
+    from the rectangular faces: the sbend tracked has the arc length
+    ``length / sinc(angle/2)`` (by which ``s`` advances; :attr:`length` and
+    ``Beamline.length`` count the chord) and face angles ``e1 + angle/2``,
+    ``e2 + angle/2``. Other parameters as for :class:`SBend`.
+    """
+
+    length: Any = 0.0
+    angle: Any = 0.0
+    e1: Any = 0.0
+    e2: Any = 0.0
+    k1: Any = 0.0
+    fint: Any = 0.0
+    hgap: Any = 0.0
+    fint_exit: Any = None
+    hgap_exit: Any = None
+    fringe_type: str = "linear_edge"
+    tilt: Any = 0.0
+    ref_tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+    num_steps: int = 1
+
+    tracker = staticmethod(track_rbend)
+    integer_parameters = ("num_steps",)
+    nonnegative_parameters = ("length",)
+    choice_parameters = {"fringe_type": FRINGE_TYPES}

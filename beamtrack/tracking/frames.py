@@ -34,3 +34,43 @@ def from_element_frame(six: Six, x_offset: Any, y_offset: Any, tilt: Any) -> Six
     """Element body coordinates -> laboratory coordinates (inverse of the above)."""
     x, px, y, py, z, pz = _rotate(six, -tilt)
     return (x + x_offset, px, y + y_offset, py, z, pz)
+
+
+def change_frame(six: Six, rotation: Any, origin: Any) -> tuple[Six, Any]:
+    """Express particles in another frame and move them to its ``s = 0`` plane.
+
+    The new frame has its origin at ``origin = (X, Y, S)`` [m] and its axes along the
+    columns of the 3x3 ``rotation`` (``rotation[i][j]``: row ``i``, column ``j``), both
+    given in the current frame, at whose ``s = 0`` plane the particles are. A
+    particle at ``P = (x, y, 0)`` with momentum ``(px, py, ps)``,
+    ``ps = sqrt((1+pz)^2 - px^2 - py^2)``, gets the position ``rotation^T (P - origin)``
+    and the momentum ``rotation^T (px, py, ps)``, and is then drifted exactly (a
+    straight line) to the new frame's ``s = 0`` plane; ``z`` changes by minus the
+    path length of that drift (Bmad's ``offset_particle`` with
+    ``track_a_drift(..., include_ref_motion = .false.)``: the reference particle does
+    not move). Entries are arrays (or jets) that broadcast against the coordinates.
+    Pass only physical momenta (see :func:`~beamtrack.tracking.stepping.safe`).
+
+    Returns
+    -------
+    (six, lost)
+        New coordinates and the mask of particles that do not move forward in the new
+        frame (their new longitudinal momentum is not positive). With the identity
+        rotation and a zero origin the coordinates come back unchanged, bit for bit.
+    """
+    xp = array_api_compat.array_namespace(six[0])
+    x, px, y, py, z, pz = six
+    rel_p = 1.0 + pz
+    ps2 = rel_p * rel_p - px * px - py * py
+    ps = xp.sqrt(xp.where(ps2 > 0.0, ps2, xp.ones_like(ps2)))
+    d = (x - origin[0], y - origin[1], -origin[2])
+    r = rotation
+    q = [r[0][i] * d[0] + r[1][i] * d[1] + r[2][i] * d[2] for i in range(3)]
+    p = [r[0][i] * px + r[1][i] * py + r[2][i] * ps for i in range(3)]
+    forward = p[2] > 0.0
+    p_s = xp.where(forward, p[2], xp.ones_like(p[2]))
+    step = -q[2] / p_s  # path length over total momentum, times the momentum ratio
+    x_new = q[0] + step * p[0]
+    y_new = q[1] + step * p[1]
+    z_new = z - step * rel_p
+    return (x_new, p[0], y_new, p[1], z_new, pz), ~forward

@@ -88,3 +88,84 @@ def sinc_derivative(u: Any) -> Any:
         series = series * u_small + (-1.0) ** n * n / math.factorial(2 * n + 1)
     c, s = cos_sinc(u_safe)
     return xp.where(small, series, (c - s) / (2.0 * u_safe))
+
+
+
+def cos_sinc_ratios(u: Any) -> tuple[Any, Any, Any, Any]:
+    """``(C, S, D, F)``: :func:`cos_sinc` and the two next ratios, for real ``u``.
+
+    ``C = cos(sqrt(u))``, ``S = sin(sqrt(u))/sqrt(u)``, ``D = (1 - C)/u`` (``1/2`` at
+    ``u = 0``) and ``F = (1 - S)/u`` (``1/6`` at ``u = 0``); all entire functions of
+    ``u`` (hyperbolic for ``u < 0``). ``D`` and ``F`` use their Taylor series
+    ``sum_n (-u)^n/(2n+2)!`` and ``sum_n (-u)^n/(2n+3)!`` for ``|u| < 1`` (first omitted
+    terms below ``|u|^12/26! < 3e-27``) and the closed forms elsewhere, where
+    ``1 - C`` and ``1 - S`` have no cancellation. With ``u = theta^2``, ``D`` is Bmad's
+    ``cosc(theta) = (1 - cos theta)/theta^2``; with ``u = K L^2`` they give the
+    dispersion and path-length integrals of a combined-function bend.
+    """
+    xp = array_api_compat.array_namespace(u)
+    c, s = cos_sinc(u)
+    small = xp.abs(u) < _SERIES_LIMIT
+    u_small = xp.where(small, u, xp.zeros_like(u))
+    u_safe = xp.where(small, xp.full_like(u, _SERIES_LIMIT), u)
+    d_series = xp.zeros_like(u)
+    f_series = xp.zeros_like(u)
+    for n in range(_SERIES_TERMS - 1, -1, -1):
+        d_series = d_series * (-u_small) + 1.0 / math.factorial(2 * n + 2)
+        f_series = f_series * (-u_small) + 1.0 / math.factorial(2 * n + 3)
+    d = xp.where(small, d_series, (1.0 - c) / u_safe)
+    f = xp.where(small, f_series, (1.0 - s) / u_safe)
+    return c, s, d, f
+
+
+def one_minus_cos_ratio(u: Any) -> Any:
+    """``(1 - cos(sqrt(u))) / u`` for real ``u``; ``1/2`` at ``u = 0`` (see
+    :func:`cos_sinc_ratios`)."""
+    return cos_sinc_ratios(u)[2]
+
+
+def one_minus_sinc_ratio(u: Any) -> Any:
+    """``(1 - sin(sqrt(u))/sqrt(u)) / u`` for real ``u``; ``1/6`` at ``u = 0`` (see
+    :func:`cos_sinc_ratios`)."""
+    return cos_sinc_ratios(u)[3]
+
+#: |t| below which the Taylor polynomials of :func:`atanc` and :func:`atanc_derivative`
+#: are used (first omitted terms below 0.1^18 / 19 < 1e-19 relative).
+_ATAN_SERIES_LIMIT = 0.1
+_ATAN_SERIES_TERMS = 9
+
+
+def atanc(t: Any) -> Any:
+    """``atan(t) / t`` for real ``t``; ``1`` at ``t = 0``.
+
+    Taylor series ``sum_n (-t^2)^n / (2n+1)`` for ``|t| < 0.1``, ``atan(t) / t``
+    elsewhere (no cancellation there). Derivatives: see :func:`atanc_derivative`.
+    """
+    xp = array_api_compat.array_namespace(t)
+    small = xp.abs(t) < _ATAN_SERIES_LIMIT
+    t_small = xp.where(small, t, xp.zeros_like(t))
+    t_safe = xp.where(small, xp.full_like(t, _ATAN_SERIES_LIMIT), t)
+    t2 = t_small * t_small
+    series = xp.zeros_like(t)
+    for n in range(_ATAN_SERIES_TERMS - 1, -1, -1):
+        series = series * (-t2) + 1.0 / (2 * n + 1)
+    return xp.where(small, series, xp.atan(t_safe) / t_safe)
+
+
+def atanc_derivative(t: Any) -> Any:
+    """``d/dt [atan(t) / t] = (1/(1+t^2) - atan(t)/t) / t``; ``0`` at ``t = 0``.
+
+    Taylor series ``sum_{n>=1} (-1)^n 2n t^(2n-1) / (2n+1)`` for ``|t| < 0.1``, the
+    closed form elsewhere (relative rounding error below ``1e-13`` there; only the
+    series side matters for first-order maps about the reference orbit).
+    """
+    xp = array_api_compat.array_namespace(t)
+    small = xp.abs(t) < _ATAN_SERIES_LIMIT
+    t_small = xp.where(small, t, xp.zeros_like(t))
+    t_safe = xp.where(small, xp.full_like(t, _ATAN_SERIES_LIMIT), t)
+    t2 = t_small * t_small
+    series = xp.zeros_like(t)
+    for n in range(_ATAN_SERIES_TERMS, 0, -1):
+        series = series * t2 + (-1.0) ** n * 2.0 * n / (2 * n + 1)
+    closed = (1.0 / (1.0 + t_safe * t_safe) - xp.atan(t_safe) / t_safe) / t_safe
+    return xp.where(small, series * t_small, closed)
