@@ -22,6 +22,11 @@ from beamtrack.tracking.aperture import (
 A, B = 2.0**-7, 2.0**-8  # half-widths [m], exactly representable
 
 
+def call(xp, fn, particles, **kw):
+    """``fn(particles, **kw)`` on backend ``xp``, jitted on JAX (eager JAX is slow)."""
+    return compiled(xp, lambda q: fn(q, **kw))(particles)
+
+
 def beam_at(x, y, alive=None) -> np.ndarray:
     """Particle-major (n, 6) beam at transverse positions x, y (other coordinates small)."""
     x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
@@ -50,7 +55,7 @@ def test_rectangular_boundary_is_exact(xp):
                   np.nextafter(-B, -1.0)])
     expected = [True, True, False, False, True, True, False, True, True, False]
     p = make_particles(xp.name, beam_at(x, y))
-    out = track_aperture(p, shape="rectangular", x_limit=A, y_limit=B)
+    out = call(xp, track_aperture, p, shape="rectangular", x_limit=A, y_limit=B)
     assert alive_np(out).tolist() == expected
     np.testing.assert_array_equal(to_np(out), to_np(p))  # zero length: nothing moves
     assert float(xp.to_numpy(out.s)) == 0.0
@@ -62,23 +67,23 @@ def test_elliptical_boundary_is_exact(xp):
     y = np.array([0.0, 0.0, B, np.nextafter(-B, 0.0), 0.0, 0.0, 0.5 * B, B])
     expected = [False, True, False, True, True, False, True, False]
     p = make_particles(xp.name, beam_at(x, y))
-    out = track_aperture(p, shape="elliptical", x_limit=A, y_limit=B)
+    out = call(xp, track_aperture, p, shape="elliptical", x_limit=A, y_limit=B)
     assert alive_np(out).tolist() == expected
-    assert inside_aperture(p, shape="elliptical", x_limit=A, y_limit=B) is not None
+    assert call(xp, inside_aperture, p, shape="elliptical", x_limit=A, y_limit=B) is not None
 
 
 def test_zero_limit_means_no_limit(xp):
     x = np.array([0.0, 10.0, 10.0, -3.0])
     y = np.array([0.0, 0.0, 2 * B, np.nextafter(B, 0.0)])
     p = make_particles(xp.name, beam_at(x, y))
-    rect = track_aperture(p, shape="rectangular", x_limit=0.0, y_limit=B)
+    rect = call(xp, track_aperture, p, shape="rectangular", x_limit=0.0, y_limit=B)
     assert alive_np(rect).tolist() == [True, True, False, True]
-    slit = track_aperture(p, shape="elliptical", x_limit=0.0, y_limit=B)
+    slit = call(xp, track_aperture, p, shape="elliptical", x_limit=0.0, y_limit=B)
     assert alive_np(slit).tolist() == [True, True, False, True]
     for shape in ("rectangular", "elliptical"):
-        assert alive_np(track_aperture(p, shape=shape)).all()
-        np.testing.assert_array_equal(xp.to_numpy(aperture_factor(p, shape=shape, smooth=1e-4)),
-                                      np.ones(4))
+        assert alive_np(call(xp, track_aperture, p, shape=shape)).all()
+        factor = call(xp, aperture_factor, p, shape=shape, smooth=1e-4)
+        np.testing.assert_array_equal(xp.to_numpy(factor), np.ones(4))
 
 
 @pytest.mark.parametrize("shape", ["rectangular", "elliptical"])
@@ -94,8 +99,8 @@ def test_offsets_and_tilt_against_formula(xp, shape):
         margin = np.abs((u / A) ** 2 + (v / B) ** 2 - 1)
     keep = margin > 1e-12
     p = make_particles(xp.name, beam_at(x[keep], y[keep]))
-    out = track_aperture(p, shape=shape, x_limit=A, y_limit=B, x_offset=x0, y_offset=y0,
-                         tilt=tilt)
+    out = call(xp, track_aperture, p, shape=shape, x_limit=A, y_limit=B, x_offset=x0,
+               y_offset=y0, tilt=tilt)
     np.testing.assert_array_equal(alive_np(out), expected[keep])
     assert 300 < expected[keep].sum() < 2700  # both outcomes well represented
 
@@ -104,7 +109,7 @@ def test_tilt_sign_counter_clockwise(xp):
     """A wide ellipse tilted by +pi/4 is long along the (1, 1) diagonal (Bmad sense)."""
     d = 0.6 * A
     p = make_particles(xp.name, beam_at([d, d], [d, -d]))
-    out = track_aperture(p, shape="elliptical", x_limit=A, y_limit=B, tilt=math.pi / 4)
+    out = call(xp, track_aperture, p, shape="elliptical", x_limit=A, y_limit=B, tilt=math.pi / 4)
     assert alive_np(out).tolist() == [True, False]
 
 
@@ -112,11 +117,11 @@ def test_lost_particles_stay_lost_and_frozen(xp):
     x = np.array([0.0, 2 * A, 0.0, 0.5 * A])
     beam = beam_at(x, 0.0)
     p = make_particles(xp.name, beam, alive=np.array([True, True, False, True]))
-    out = track_aperture(p, x_limit=A, y_limit=B)
+    out = call(xp, track_aperture, p, x_limit=A, y_limit=B)
     assert alive_np(out).tolist() == [True, False, False, True]
     np.testing.assert_array_equal(to_np(out), beam.T)
     # A second aperture changes nothing more, and the count of survivors is exact.
-    again = track_aperture(out, shape="elliptical", x_limit=A, y_limit=B)
+    again = call(xp, track_aperture, out, shape="elliptical", x_limit=A, y_limit=B)
     assert int(alive_np(again).sum()) == 2
 
 
@@ -124,31 +129,31 @@ def test_lost_particles_stay_lost_and_frozen(xp):
 def test_linear_method_cuts_the_same(xp, shape):
     beam = random_beam(200, seed=3, scale=4e-3)
     p = make_particles(xp.name, beam)
-    bmad = track_aperture(p, shape=shape, x_limit=A, y_limit=B, method="bmad")
-    lin = track_aperture(p, shape=shape, x_limit=A, y_limit=B, method="linear")
+    bmad = call(xp, track_aperture, p, shape=shape, x_limit=A, y_limit=B, method="bmad")
+    lin = call(xp, track_aperture, p, shape=shape, x_limit=A, y_limit=B, method="linear")
     np.testing.assert_array_equal(alive_np(bmad), alive_np(lin))
     assert 0 < alive_np(bmad).sum() < 200
     line = bt.Beamline([Aperture("ap", shape=shape, x_limit=A, y_limit=B)], method="linear")
     np.testing.assert_array_equal(alive_np(line.track(p)), alive_np(bmad))
     with pytest.raises(bt.ParameterError, match="method"):
-        track_aperture(p, x_limit=A, method="exact")
+        call(xp, track_aperture, p, x_limit=A, method="exact")
 
 
 def test_batched_limits_and_particles(xp):
     beam = random_beam(50, seed=4, scale=5e-3)
     limits = np.array([A, 2 * A, 0.5 * A])
     p = make_particles(xp.name, beam)
-    out = track_aperture(p, shape="elliptical", x_limit=xp.asarray(limits), y_limit=B)
+    out = call(xp, track_aperture, p, shape="elliptical", x_limit=xp.asarray(limits), y_limit=B)
     assert out.alive.shape == (3, 50) and out.coords.shape == (3, 6, 50)
     for i, a in enumerate(limits):
-        single = track_aperture(p, shape="elliptical", x_limit=float(a), y_limit=B)
+        single = call(xp, track_aperture, p, shape="elliptical", x_limit=float(a), y_limit=B)
         np.testing.assert_array_equal(alive_np(out)[i], alive_np(single))
     counts = alive_np(out).sum(axis=-1)
     assert counts[2] < counts[0] < counts[1]
     # Batched particles (2, n) against batched offsets (2,).
     pb = make_particles(xp.name, np.stack([beam, -beam]))
     offsets = np.array([1e-3, -2e-3])
-    outb = track_aperture(pb, x_limit=A, y_limit=B, x_offset=xp.asarray(offsets))
+    outb = call(xp, track_aperture, pb, x_limit=A, y_limit=B, x_offset=xp.asarray(offsets))
     for i in range(2):
         expected, _, _ = numpy_inside("rectangular", (1 - 2 * i) * beam[:, 0],
                                       (1 - 2 * i) * beam[:, 2], A, B, offsets[i])
@@ -160,11 +165,11 @@ def test_no_nan_for_extreme_coordinates(xp):
     y = np.array([0.0, 1e300, 0.0, -1e300, -1e300, 0.0])
     p = make_particles(xp.name, beam_at(x, y))
     for shape in ("rectangular", "elliptical"):
-        out = track_aperture(p, shape=shape, x_limit=A, y_limit=B, tilt=0.1)
+        out = call(xp, track_aperture, p, shape=shape, x_limit=A, y_limit=B, tilt=0.1)
         assert alive_np(out).tolist()[:5] == [True, False, False, False, False]
         for smooth in (0.0, 1e-4):
-            w = xp.to_numpy(aperture_factor(p, shape=shape, x_limit=A, y_limit=B,
-                                            smooth=smooth))
+            w = xp.to_numpy(call(xp, aperture_factor, p, shape=shape, x_limit=A, y_limit=B,
+                                 smooth=smooth))
             assert np.all(np.isfinite(w)) and np.all((w >= 0) & (w <= 1))
             assert w[0] == pytest.approx(1.0) and np.all(w[1:5] < 1e-12)
 
@@ -175,11 +180,11 @@ def test_rectangular_weight_is_the_logistic_product(xp):
     s = 2e-4
     alive = rng.random(400) > 0.2
     p = make_particles(xp.name, beam_at(x, y), alive=alive)
-    got = xp.to_numpy(aperture_weight(p, x_limit=A, y_limit=B, smooth=s))
+    got = xp.to_numpy(call(xp, aperture_weight, p, x_limit=A, y_limit=B, smooth=s))
     expected = (expit((A - x) / s) * expit((A + x) / s) * expit((B - y) / s)
                 * expit((B + y) / s) * alive)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
-    hard = xp.to_numpy(aperture_weight(p, x_limit=A, y_limit=B, smooth=0.0))
+    hard = xp.to_numpy(call(xp, aperture_weight, p, x_limit=A, y_limit=B, smooth=0.0))
     inside, _, _ = numpy_inside("rectangular", x, y, A, B)
     np.testing.assert_array_equal(hard, (inside & alive).astype(float))
 
@@ -196,7 +201,8 @@ def test_elliptical_weight_is_a_step_across_the_boundary(xp):
     x = (bx[:, None] + ds[None, :] * normal[0][:, None]).ravel()
     y = (by[:, None] + ds[None, :] * normal[1][:, None]).ravel()
     p = make_particles(xp.name, beam_at(x, y))
-    w = xp.to_numpy(aperture_factor(p, shape="elliptical", x_limit=A, y_limit=B, smooth=s))
+    w = xp.to_numpy(call(xp, aperture_factor, p, shape="elliptical", x_limit=A, y_limit=B,
+                         smooth=s))
     expected = np.tile(expit(-ds / s), theta.size)
     # margin error <= d^2 / (2 * B^2 / A) (smallest radius of curvature b^2/a), times
     # the largest slope 1/(4 s) of the logistic function.
@@ -206,8 +212,8 @@ def test_elliptical_weight_is_a_step_across_the_boundary(xp):
     np.testing.assert_allclose(on_boundary, 0.5, atol=1e-9)
     # Monotone: deeper inside, larger weight.
     inner = make_particles(xp.name, beam_at(np.linspace(0, 2 * A, 50), 0.0))
-    wi = xp.to_numpy(aperture_factor(inner, shape="elliptical", x_limit=A, y_limit=B,
-                                     smooth=A / 3))
+    wi = xp.to_numpy(call(xp, aperture_factor, inner, shape="elliptical", x_limit=A,
+                          y_limit=B, smooth=A / 3))
     assert np.all(np.diff(wi) < 0) and wi[0] > 0.9 and wi[-1] < 0.15
 
 
@@ -216,7 +222,7 @@ def test_weight_agrees_across_backends(xp, shape):
     beam = random_beam(300, seed=9, scale=4e-3)
     args = dict(shape=shape, x_limit=A, y_limit=B, x_offset=2e-4, tilt=0.2, smooth=3e-4)
     ref = aperture_factor(make_particles("numpy", beam), **args)
-    got = xp.to_numpy(aperture_factor(make_particles(xp.name, beam), **args))
+    got = xp.to_numpy(call(xp, aperture_factor, make_particles(xp.name, beam), **args))
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-300)
 
 

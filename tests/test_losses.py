@@ -94,8 +94,13 @@ def test_lost_at_names_the_element(xp):
     # Reference bookkeeping from element-by-element NumPy tracking.
     np.testing.assert_array_equal(
         lost, expected_lost_at(line, make_particles("numpy", beam, alive=alive)))
-    tracked = track(xp, line, p)
-    np.testing.assert_array_equal(to_np(obs.particles), to_np(tracked))
+    # The final particles are those of Beamline.track (bit for bit on eager backends;
+    # jitted JAX may fuse operations differently, so to rounding there).
+    tracked = line.track(make_particles("numpy" if xp.name == "jax" else xp.name, beam,
+                                        alive=alive))
+    jitted = xp.name == "jax"  # coordinates are ~1e-3: atol 1e-15 is 1e-12 of the scale
+    np.testing.assert_allclose(to_np(obs.particles), to_np(tracked),
+                               rtol=1e-12 if jitted else 0, atol=1e-15 if jitted else 0)
     np.testing.assert_array_equal(alive_np(obs.particles), alive_np(tracked))
     # Survivors and only survivors (of those alive at entry) have -1.
     np.testing.assert_array_equal((lost == -1) & alive, alive_np(obs.particles))
