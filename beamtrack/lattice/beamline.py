@@ -12,6 +12,7 @@ from beamtrack.backends.pytrees import register_pytree
 from beamtrack.lattice.elements import Element, Screen
 from beamtrack.lattice.errors import LatticeError
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import METHODS
 
@@ -174,20 +175,43 @@ class Beamline:
             else:
                 yield item, line_method
 
-    def track(self, particles: Particles, method: str | None = None) -> Particles:
+    def track(self, particles: Any, method: str | None = None) -> Any:
         """Track ``particles`` through the whole beamline.
 
         Parameters
         ----------
         particles
-            Incoming particles, any backend.
+            Incoming :class:`~beamtrack.tracking.particles.Particles` (any backend), or a
+            :class:`~beamtrack.tracking.parameter_beam.ParameterBeam`, which is tracked
+            with the first-order maps (``mean -> R mean + c``,
+            ``Sigma -> R Sigma R^T``) whatever the method.
         method
             Tracking method for elements that do not fix their own; the beamline's
             ``method`` when ``None``.
         """
+        if isinstance(particles, ParameterBeam):
+            from beamtrack.lattice.optics import track_parameter_beam
+
+            return track_parameter_beam(self, particles)
         for element, element_method in self._plan(method):
             particles = element.track(particles, element_method)
         return particles
+
+    def merged(
+        self,
+        p0c: Any,
+        mc2: Any,
+        backend: str | None = None,
+        method: str | None = None,
+    ) -> Beamline:
+        """This line with every run of consecutive ``"linear"`` elements fused into one map.
+
+        See :func:`beamtrack.lattice.optics.merged` (valid for a fixed reference
+        ``p0c``, ``mc2``; observing, limiting and energy-changing elements stay in place).
+        """
+        from beamtrack.lattice.optics import merged
+
+        return merged(self, p0c=p0c, mc2=mc2, backend=backend, method=method)
 
     def track_each(
         self, particles: Particles, method: str | None = None
