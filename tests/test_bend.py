@@ -31,6 +31,8 @@ from conftest import (
     random_beam,
     to_np,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 from beamtrack.lattice.beamline import Beamline
@@ -790,6 +792,46 @@ def test_batched_parameters(xp):
                              angle=angles[i], k1=k1s[i], tilt=tilts[i], e1=0.1, fint=0.5,
                              hgap=0.02, fringe_type="basic_bend")
         np.testing.assert_allclose(to_np(out)[i], to_np(single), rtol=1e-13, atol=1e-18)
+    # Unbatched particles (6, n) against batched parameters: one beam, three bends.
+    flat = track_sbend(make_particles(xp.name, beam[0]), length=xp.asarray(lengths),
+                       angle=xp.asarray(angles), k1=xp.asarray(k1s))
+    assert tuple(flat.coords.shape) == (3, 6, 4)
+    single = track_sbend(make_particles("numpy", beam[0]), length=lengths[1],
+                         angle=angles[1], k1=k1s[1])
+    np.testing.assert_allclose(to_np(flat)[1], to_np(single), rtol=1e-13, atol=1e-18)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    length=st.floats(0.05, 3.0),
+    angle=st.floats(-1.5, 1.5),
+    k1=st.one_of(st.just(0.0), st.floats(-5.0, 5.0)),
+    # fint hgap zero or not tiny: the soft edge's y^3 kick grows like 1/(fint hgap)
+    # (Bmad manual, "SAD Dipole Soft Edge Fringe Map").
+    edges=st.tuples(st.floats(-0.4, 0.4), st.floats(-0.4, 0.4),
+                    st.one_of(st.just(0.0), st.floats(0.1, 0.7)),
+                    st.one_of(st.just(0.0), st.floats(0.005, 0.05))),
+    frames=st.tuples(st.floats(-3.2, 3.2), st.floats(-0.05, 0.05), st.floats(-3e-3, 3e-3),
+                     st.floats(-3e-3, 3e-3)),
+    fringe=st.sampled_from(["none", "linear_edge", "soft_edge"]),
+)
+def test_property_linear_map_is_symplectic_and_first_order(length, angle, k1, edges, frames,
+                                                           fringe):
+    """Random bends: the linear map is symplectic, its constant is the "bmad" image of
+    the zero orbit, and it predicts small deviations from that image to first order."""
+    e1, e2, fint, hgap = edges
+    ref_tilt, tilt, x_offset, y_offset = frames
+    kw = dict(length=length, angle=angle, k1=k1, e1=e1, e2=e2, fint=fint, hgap=hgap,
+              ref_tilt=ref_tilt, tilt=tilt, x_offset=x_offset, y_offset=y_offset,
+              fringe_type=fringe)
+    r, c = _matrix("numpy", **kw)
+    np.testing.assert_allclose(r.T @ J @ r, J, rtol=0, atol=1e-11 * max(1.0, np.abs(r).max()**2))
+    zero = to_np(track_sbend(make_particles("numpy", np.zeros((1, 6))), **kw))[:, 0]
+    np.testing.assert_allclose(c, zero, rtol=0, atol=1e-15)
+    delta = 1e-7 * np.array([1.0, -2.0, 1.5, 0.5, 1.0, -1.0])
+    moved = to_np(track_sbend(make_particles("numpy", delta[None, :]), **kw))[:, 0]
+    scale = max(1.0, np.abs(r).max())
+    np.testing.assert_allclose(moved - zero, r @ delta, rtol=0, atol=1e-11 * scale)
 
 
 def test_lost_particles_are_frozen_and_finite():

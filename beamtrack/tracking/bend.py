@@ -50,10 +50,13 @@ as it bends the reference particle; Bmad's ``dg``/``db_field`` is not modelled):
   the Bmad manual, without the ``fint hgap`` term); ``"basic_bend"`` (Bmad's default
   for bends: the same map with the ``fint hgap`` term); ``"soft_edge"`` (Bmad
   ``soft_edge_only``: SAD's soft-edge map only, no edge-angle focusing, nothing when
-  ``fint hgap = 0``); ``"sad_full"`` (SAD soft edge plus the hard-edge map).
-  ``"full"`` (PTC's exact wedge and fringe) raises ``NotImplementedError``. The
-  second-order hard-edge maps (``hard_edge``, ``basic_bend``, ``sad_full``) are
-  truncated Lie maps and are symplectic only to second order, as in Bmad.
+  ``fint hgap = 0``; its ``y^3`` kick grows like ``1/(fint hgap)`` as the field
+  integral shrinks, as the Bmad manual explains); ``"sad_full"`` (SAD's soft edge plus
+  the hard-edge map). ``"full"`` (PTC's exact wedge and fringe) raises
+  ``NotImplementedError``. The second-order hard-edge map is a truncated Lie map, as in
+  Bmad: symplectic to second order in the amplitudes (``hard_edge``, ``sad_full``),
+  and with the ``fint hgap`` term (``basic_bend``) to first order only, with an error
+  proportional to ``fint hgap``. ``linear_edge`` and ``soft_edge`` are symplectic.
 * **Frames.** ``ref_tilt`` rotates the bend and the reference orbit about the
   entrance ``s`` axis (a coordinate rotation before the entrance edge and its inverse
   after the exit edge; MAD's ``tilt`` of bends). Misalignments follow Bmad's geometry
