@@ -735,6 +735,8 @@ def track_rbend(
     ``e1 + angle/2``, ``e2 + angle/2``; ``s`` advances by the arc length.
     """
     check_method(method, "rbend")
+    check_num_steps(num_steps, "rbend")
+    check_fringe_type(fringe_type, "rbend")
     check_bend_geometry(length, angle, "rbend")
     c = particles.coords
     length = as_parameter(length, c, "length")
