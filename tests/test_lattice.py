@@ -178,3 +178,16 @@ def test_parameter_from_other_library_raises(xp):
     line = fodo().replace("qf", k1=np.asarray(2.0))
     with pytest.raises(bt.ParameterError, match="k1"):
         line.track(p)
+
+
+def test_rbend_path_length_is_the_arc():
+    from beamtrack.lattice.elements import RBend
+
+    chord, angle = 1.0, 0.3
+    arc = chord * (angle / 2) / math.sin(angle / 2)
+    line = bt.Beamline([RBend("r", length=chord, angle=angle), bt.Drift("d", length=0.5)])
+    assert line.length == pytest.approx(arc + 0.5, rel=1e-15)
+    out = line.track(make_particles("numpy", random_beam(3, seed=0)))
+    assert float(out.s) == pytest.approx(arc + 0.5, rel=1e-15)
+    batched = RBend("rb", length=np.array([1.0, 2.0]), angle=angle).path_length
+    np.testing.assert_allclose(batched, [arc, 2 * arc], rtol=1e-15)

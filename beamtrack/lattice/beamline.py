@@ -131,10 +131,14 @@ class Beamline:
 
     @property
     def length(self) -> Any:
-        """Total length [m] (an array if any element length is an array)."""
+        """Total length of the reference orbit [m] (an array if any length is an array).
+
+        The sum of the elements' :attr:`~beamtrack.lattice.elements.Element.path_length`
+        (the arc of an RBend, whose ``length`` is its chord).
+        """
         total: Any = 0.0
         for element in self:
-            total = total + element.length
+            total = total + element.path_length
         return total
 
     def replace(self, name: str, **params: Any) -> Beamline:

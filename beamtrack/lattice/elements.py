@@ -24,6 +24,7 @@ from beamtrack.tracking.bend import (
     FRINGE_TYPES,
     check_bend_geometry,
     check_fringe_type,
+    rbend_to_sbend,
     track_rbend,
     track_sbend,
 )
@@ -100,10 +101,6 @@ class Element:
     tracker: ClassVar[Callable[..., Particles] | None] = None
     #: Parameters that must be Python integers (they set loop lengths).
     integer_parameters: ClassVar[tuple[str, ...]] = ()
-    #: Parameters given order by order (multipole strengths): a tuple of numbers or
-    #: arrays (a list is stored as a tuple), or one array whose first axis runs over
-    #: the orders.
-    sequence_parameters: ClassVar[tuple[str, ...]] = ()
     #: Whether runs of this kind in "linear" mode may be fused into one map by
     #: ``Beamline.merged`` (False for elements that observe or limit the beam or change
     #: the reference energy).
@@ -168,6 +165,15 @@ class Element:
     def length(self) -> Any:
         """Length [m] (zero for elements without a ``length`` parameter)."""
         return self.parameters().get("length", 0.0)
+
+    @property
+    def path_length(self) -> Any:
+        """Length of the reference orbit through the element [m]: the advance of ``s``.
+
+        Equal to :attr:`length` except for elements whose ``length`` is a chord
+        (:class:`RBend`).
+        """
+        return self.length
 
     def track(self, particles: Particles, method: str = "bmad") -> Particles:
         """Track ``particles`` with this element's tracking function.
@@ -975,6 +981,14 @@ class RBend(_Bend):
     num_steps: int = 1
 
     tracker = staticmethod(track_rbend)
+
+    @property
+    def path_length(self) -> Any:
+        """Arc length ``length / sinc(angle/2)`` [m] of the reference orbit (``s`` advance)."""
+        if isinstance(self.length, numbers.Real) and isinstance(self.angle, numbers.Real):
+            half = 0.5 * self.angle
+            return self.length if half == 0 else self.length * half / math.sin(half)
+        return rbend_to_sbend(self.length, self.angle + 0.0 * self.length)[0]
     integer_parameters = ("num_steps",)
     nonnegative_parameters = ("length",)
     choice_parameters = {"fringe_type": FRINGE_TYPES}

@@ -235,7 +235,7 @@ def merged(
             r, c = compose([maps[id(e)][:2] for e in run])
             length: Any = 0.0
             for e in run:
-                length = length + e.length
+                length = length + e.path_length
             items.append(LinearMap(f"{run[0].name}..{run[-1].name}", r=r, c=c, length=length,
                                    method="linear"))
         run.clear()

@@ -54,7 +54,7 @@ def draw_lattice(line: Beamline, ax: Any = None, height: float = 1.0) -> Any:
         _, ax = plt.subplots(figsize=(10, 1.2))
     s = 0.0
     for element in line:
-        length = float(np.asarray(_numpy(element.length)).reshape(-1)[0])
+        length = float(np.asarray(_numpy(element.path_length)).reshape(-1)[0])
         colour = KIND_COLOURS.get(element.kind)
         if colour is not None:
             params = element.parameters()
