@@ -191,3 +191,44 @@ def test_twiss_batched_parameters():
     for i, value in enumerate(k1):
         single = twiss(fodo().replace("qf", k1=float(value)))
         np.testing.assert_allclose(tw.beta_x[i], single.beta_x, rtol=1e-14)
+
+
+def test_periodic_bend_cell_matches_madx():
+    from beamtrack.lattice.elements import SBend
+
+    madx_module = pytest.importorskip("cpymad.madx", reason="cpymad (MAD-X) not installed")
+    line = bt.Beamline([
+        bt.Quadrupole("qf", length=0.3, k1=1.6), bt.Drift("d1", length=0.4),
+        SBend("b1", length=1.5, angle=0.15, e1=0.05, e2=0.02, fint=0.4, hgap=0.02),
+        bt.Drift("d2", length=0.4), bt.Quadrupole("qd", length=0.3, k1=-1.5),
+        bt.Drift("d3", length=0.4), SBend("b2", length=1.5, angle=0.15, k1=-0.05),
+        bt.Drift("d4", length=0.4),
+    ], name="cell")
+    mine = twiss(line)
+    madx = madx_module.Madx(stdout=False)
+    try:
+        madx.input(f"""
+            beam, particle=electron, pc={P0C / 1e9!r};
+            qf: quadrupole, l=0.3, k1=1.6; qd: quadrupole, l=0.3, k1=-1.5;
+            b1: sbend, l=1.5, angle=0.15, e1=0.05, e2=0.02, fint=0.4, hgap=0.02;
+            b2: sbend, l=1.5, angle=0.15, k1=-0.05;
+            d: drift, l=0.4;
+            cell: line = (qf, d, b1, d, qd, d, b2, d);
+            use, sequence=cell;
+        """)
+        table = madx.twiss()
+        theirs = {k: np.array(table[k]) for k in ("betx", "bety", "alfx", "mux", "muy", "dx")}
+        q1, q2 = madx.table.summ.q1[0], madx.table.summ.q2[0]
+    finally:
+        madx.quit()
+    rows = slice(0, 9)  # MAD-X: start marker, 8 elements (then the end marker)
+    beta0 = P0C / math.hypot(P0C, MC2)
+    np.testing.assert_allclose(mine.beta_x, theirs["betx"][rows], rtol=1e-8)
+    np.testing.assert_allclose(mine.beta_y, theirs["bety"][rows], rtol=1e-8)
+    np.testing.assert_allclose(mine.alpha_x, theirs["alfx"][rows], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(mine.mu_x / (2 * math.pi), theirs["mux"][rows], atol=1e-10)
+    np.testing.assert_allclose(mine.mu_y / (2 * math.pi), theirs["muy"][rows], atol=1e-10)
+    np.testing.assert_allclose(mine.dx / beta0, theirs["dx"][rows], rtol=1e-8, atol=1e-10)
+    assert float(mine.tune_x) == pytest.approx(q1, abs=1e-10)
+    assert float(mine.tune_y) == pytest.approx(q2, abs=1e-10)
+    assert np.max(np.abs(mine.dx)) > 0.1  # the cell really has dispersion
