@@ -9,12 +9,10 @@ from importlib.resources import files as _files
 from beamtrack import backends
 from beamtrack.lattice import (
     Beamline,
-    Drift,
     Element,
     LatticeError,
     LatticeFileError,
-    Marker,
-    Quadrupole,
+    Observation,
     UnknownParameterError,
     dumps,
     load,
@@ -22,6 +20,27 @@ from beamtrack.lattice import (
     save,
 )
 from beamtrack.lattice.crosscheck import Deviation, crosscheck
+from beamtrack.lattice.elements import (
+    Aperture,
+    CrabCavity,
+    Drift,
+    HKicker,
+    Kicker,
+    LCavity,
+    Marker,
+    Monitor,
+    Multipole,
+    Octupole,
+    Quadrupole,
+    RBend,
+    RFCavity,
+    SBend,
+    Screen,
+    Sextupole,
+    Solenoid,
+    ThickMultipole,
+    VKicker,
+)
 from beamtrack.lattice.linear_map import LinearMap
 from beamtrack.lattice.optics import (
     TwissTable,
@@ -57,6 +76,23 @@ __version__ = "0.1.0"
 EXAMPLE_LATTICE = _files("beamtrack") / "examples" / "fodo.json"
 
 __all__ = [
+    "Aperture",
+    "CrabCavity",
+    "HKicker",
+    "Kicker",
+    "LCavity",
+    "Monitor",
+    "Multipole",
+    "Octupole",
+    "RBend",
+    "RFCavity",
+    "SBend",
+    "Screen",
+    "Sextupole",
+    "Solenoid",
+    "ThickMultipole",
+    "VKicker",
+    "Observation",
     "COORDINATES",
     "EXAMPLE_LATTICE",
     "Beamline",

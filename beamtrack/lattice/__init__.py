@@ -1,19 +1,58 @@
 """Lattice layer: element records, beamlines and lattice files."""
 
-from beamtrack.lattice.beamline import Beamline
-from beamtrack.lattice.elements import ELEMENT_KINDS, Drift, Element, Marker, Quadrupole
+from beamtrack.lattice.beamline import Beamline, Observation
+from beamtrack.lattice.elements import (
+    ELEMENT_KINDS,
+    Aperture,
+    CrabCavity,
+    Drift,
+    Element,
+    HKicker,
+    Kicker,
+    LCavity,
+    Marker,
+    Monitor,
+    Multipole,
+    Octupole,
+    Quadrupole,
+    RBend,
+    RFCavity,
+    SBend,
+    Screen,
+    Sextupole,
+    Solenoid,
+    ThickMultipole,
+    VKicker,
+)
 from beamtrack.lattice.errors import LatticeError, LatticeFileError, UnknownParameterError
 from beamtrack.lattice.io import dumps, load, load_beam, loads, save
 
 __all__ = [
     "ELEMENT_KINDS",
     "Beamline",
+    "Aperture",
+    "CrabCavity",
     "Drift",
     "Element",
+    "HKicker",
+    "Kicker",
+    "LCavity",
+    "Marker",
+    "Monitor",
+    "Multipole",
+    "Octupole",
+    "Quadrupole",
+    "RBend",
+    "RFCavity",
+    "SBend",
+    "Screen",
+    "Sextupole",
+    "Solenoid",
+    "ThickMultipole",
+    "VKicker",
     "LatticeError",
     "LatticeFileError",
-    "Marker",
-    "Quadrupole",
+    "Observation",
     "UnknownParameterError",
     "dumps",
     "load",

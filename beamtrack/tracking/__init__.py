@@ -3,6 +3,16 @@
 Nothing here imports torch, jax or cupy; the library follows the particles' arrays.
 """
 
+from beamtrack.tracking.aperture import aperture_weight, track_aperture
+from beamtrack.tracking.bend import FRINGE_TYPES, sbend_map, track_rbend, track_sbend
+from beamtrack.tracking.cavity import (
+    crab_cavity_map,
+    lcavity_map,
+    rfcavity_map,
+    track_crab_cavity,
+    track_lcavity,
+    track_rfcavity,
+)
 from beamtrack.tracking.conventions import (
     from_cheetah,
     from_madx,
@@ -11,11 +21,21 @@ from beamtrack.tracking.conventions import (
     to_madx,
     to_xsuite,
 )
+from beamtrack.tracking.diagnostics import monitor_reading, screen_image
 from beamtrack.tracking.drift import drift_matrix, track_drift
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.kicker import track_hkicker, track_kicker, track_vkicker
 from beamtrack.tracking.linear import apply_linear_map, matrix6
+from beamtrack.tracking.multipole import (
+    multipole_kick,
+    track_multipole,
+    track_octupole,
+    track_sextupole,
+    track_thick_multipole,
+)
 from beamtrack.tracking.particles import COORDINATES, Particles
 from beamtrack.tracking.quadrupole import quadrupole_matrix, track_quadrupole
+from beamtrack.tracking.solenoid import solenoid_map, track_solenoid
 from beamtrack.tracking.species import (
     SPECIES,
     Species,
@@ -29,6 +49,30 @@ from beamtrack.tracking.species import (
 from beamtrack.tracking.statistics import beam_statistics, centroid, emittance, rms_size
 
 __all__ = [
+    "FRINGE_TYPES",
+    "sbend_map",
+    "track_rbend",
+    "track_sbend",
+    "solenoid_map",
+    "track_solenoid",
+    "crab_cavity_map",
+    "lcavity_map",
+    "rfcavity_map",
+    "track_crab_cavity",
+    "track_lcavity",
+    "track_rfcavity",
+    "multipole_kick",
+    "track_multipole",
+    "track_octupole",
+    "track_sextupole",
+    "track_thick_multipole",
+    "track_hkicker",
+    "track_kicker",
+    "track_vkicker",
+    "aperture_weight",
+    "track_aperture",
+    "monitor_reading",
+    "screen_image",
     "COORDINATES",
     "SPECIES",
     "ParameterError",
