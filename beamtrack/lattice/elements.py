@@ -835,6 +835,8 @@ class LCavity(Element):
     y_offset: Any = 0.0
 
     tracker = staticmethod(track_lcavity)
+    #: Changes the reference momentum: a fused linear map cannot carry that.
+    mergeable = False
     integer_parameters = ("num_steps",)
 
 
