@@ -35,6 +35,8 @@ from conftest import (
     random_beam,
     to_np,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 from beamtrack.backends import get
@@ -698,3 +700,71 @@ def test_records_in_beamline(xp):
         LCavity("c1", length=1.0, voltage=float("inf"))
     with pytest.raises(ParameterError, match=r"(?s)RFCavity.*'c2'.*frequency"):
         Beamline([RFCavity("c2", length=1.0, voltage=1e6, frequency=0.0)]).track(p)
+
+
+def test_small_energy_kicks_without_cancellation(xp):
+    """A 1 meV kick on slow protons (kinetic 1.3 MeV) changes pz by ~4e-10: the change
+    is exact to 1e-12 relative (no difference of nearly equal energies); for a particle
+    off the reference (z, pz != 0) the results agree to the spacing of the numbers."""
+    p0c, mc2, voltage = 5e7, PROTON_MC2, 1e-3
+    beam = np.array([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1e-3, 2e-3]])
+    p = make_particles(xp.name, beam, p0c=p0c, mc2=mc2)
+    got = to_np(track_rfcavity(p, length=0.0, voltage=voltage, phi0=0.25, frequency=FREQ))
+    on_ref = mp_rfcavity(beam[0], 0.0, voltage, 0.25, 1, p0c, mc2)
+    assert got[5, 0] > 1e-10
+    assert got[5, 0] == pytest.approx(on_ref[5], rel=1e-12)
+    off_ref = mp_rfcavity(beam[1], 0.0, voltage, 0.25, 1, p0c, mc2)
+    assert abs(off_ref[5] - beam[1, 5]) > 1e-13
+    assert np.all(np.abs(got[4:, 1] - off_ref[4:]) <= 2 * np.spacing(np.abs(beam[1, 4:])))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    voltage=st.floats(-2e7, 5e7),
+    phi0=st.floats(-0.5, 0.5),
+    num_steps=st.integers(1, 6),
+    p0c=st.sampled_from([3e6, 1e8, 2e9]),
+)
+def test_lcavity_reference_property(voltage, phi0, num_steps, p0c):
+    """For any voltage and phase (electrons, numpy): the exit reference momentum follows
+    from E0 + V cos(2 pi phi0) when that stays above rest energy (else every particle is
+    lost and p0c is kept), and the reference particle stays at the origin."""
+    p = make_particles("numpy", np.zeros((1, 6)), p0c=p0c)
+    out = track_lcavity(p, length=1.0, voltage=voltage, phi0=phi0, frequency=FREQ,
+                        num_steps=num_steps)
+    e_out = mpmath.sqrt(_mp(p0c) ** 2 + _mp(ELECTRON_MC2) ** 2) + _mp(voltage) * mpmath.cos(
+        2 * mpmath.pi * _mp(phi0))
+    if e_out > _mp(ELECTRON_MC2) * (1 + 1e-9):
+        assert bool(alive_np(out)[0])
+        p_out = float(mpmath.sqrt(e_out**2 - _mp(ELECTRON_MC2) ** 2))
+        # Conditioning: near the rest energy the kinetic energy K0 + V cos is a
+        # difference, and P_out inherits its relative rounding eps K0 / K_out.
+        k0 = float(mpmath.sqrt(_mp(p0c) ** 2 + _mp(ELECTRON_MC2) ** 2) - _mp(ELECTRON_MC2))
+        k_out = float(e_out - _mp(ELECTRON_MC2))
+        rel = 4 * np.finfo(float).eps * (1 + k0 / k_out)
+        assert float(np.asarray(out.p0c)) == pytest.approx(p_out, rel=rel)
+        r, _, _ = lcavity_map(*(np.asarray(v) for v in (1.0, voltage, phi0, FREQ, p0c,
+                                                         ELECTRON_MC2)), num_steps=num_steps)
+        floor = 10 * np.finfo(float).eps * max(1.0, np.abs(r).max())
+        np.testing.assert_allclose(to_np(out)[:, 0], 0.0, rtol=0, atol=floor)
+    elif e_out <= _mp(ELECTRON_MC2):
+        assert not bool(alive_np(out)[0])
+        assert float(np.asarray(out.p0c)) == p0c
+        np.testing.assert_array_equal(to_np(out), 0.0)
+
+
+def test_records_json_round_trip():
+    """The four records (and the solenoid) survive the JSON lattice format."""
+    from beamtrack.lattice.elements import Solenoid
+    from beamtrack.lattice.io.json_format import dumps, loads
+
+    line = Beamline([
+        LCavity("l", length=1.0, voltage=5e7, phi0=0.05, frequency=FREQ, num_steps=3),
+        RFCavity("r", length=0.4, voltage=1e6, phi0=0.2, frequency=FREQ, x_offset=1e-3),
+        CrabCavity("c", length=0.3, voltage=1e6, frequency=FREQ, tilt=0.1),
+        Solenoid("s", length=0.5, ks=1.2, y_offset=-1e-3),
+    ])
+    back = loads(dumps(line))
+    assert back == line
+    p = make_particles("numpy", BEAM, p0c=1e8)
+    np.testing.assert_array_equal(to_np(back.track(p)), to_np(line.track(p)))

@@ -441,7 +441,9 @@ def lcavity_reference(p0c: Any, mc2: Any, voltage: Any, phi0: Any,
     gains ``dE[i]`` (``gain`` times ``1/(2n), 1/n, ..., 1/(2n)``), the total gain
     ``gain = voltage cos(2 pi phi0)``, and the mask ``ok`` of references that stay above
     rest energy (where not, the gain is replaced by 0 so everything stays finite).
-    Kinetic energies are summed, so nothing cancels for slow references.
+    Kinetic energies ``K0 + f gain`` and momentum changes
+    ``f gain (K + K0 + 2 mc2) / (P + P0)`` are used, so nothing cancels for slow
+    references and ``P`` stays exactly ``p0c`` without a gain.
     """
     xp = _xp(voltage + p0c)
     n = num_steps
@@ -451,12 +453,19 @@ def lcavity_reference(p0c: Any, mc2: Any, voltage: Any, phi0: Any,
     ok = kinetic0 + gain > 0.0
     gain = xp.where(ok, gain, xp.zeros_like(gain + kinetic0))
     scales = [(0.5 if i in (0, n) else 1.0) / n for i in range(n + 1)]
-    kinetic = [kinetic0 + 0.0 * gain]
-    for i in range(n):
-        kinetic.append(kinetic[-1] + scales[i] * gain)
-    kinetic.append(kinetic0 + gain)
-    momenta = [p0c + 0.0 * gain] + [xp.sqrt(t * (t + 2.0 * mc2)) for t in kinetic[1:]]
-    energies = [t + mc2 for t in kinetic]
+    fractions = [0.0]
+    for scale in scales[:-1]:
+        fractions.append(fractions[-1] + scale)
+    fractions.append(1.0)
+    momenta, energies = [], []
+    for fraction in fractions:
+        # P^2 - P0^2 = (K - K0)(K + K0 + 2 mc2): the momentum change has no
+        # cancellation, is exactly 0 without a gain, and differentiable everywhere.
+        de = fraction * gain
+        kinetic = kinetic0 + de
+        p_raw = xp.sqrt(kinetic * (kinetic + 2.0 * mc2))
+        momenta.append(p0c + de * (kinetic + kinetic0 + 2.0 * mc2) / (p_raw + p0c))
+        energies.append(kinetic + mc2)
     return momenta, energies, [s * gain for s in scales], gain, ok
 
 
