@@ -153,9 +153,9 @@ def mp_crab(row, length, voltage, phi0, n, p0c, mc2, freq=FREQ):
     return q.bmad()
 
 
-def mp_lcavity(row, length, voltage, phi0, n, p0c, mc2, freq=FREQ):
+def mp_lcavity(row, length, voltage, phi0, n, p0c, mc2, freq=FREQ, standing=True):
     """Stair-step lcavity: edge lenses, ponderomotive kicks around the inner energy
-    kicks, energy kicks scale/n * V cos(2 pi (phi0 + f (t - t_ref)))."""
+    kicks (standing wave only), energy kicks scale/n * V cos(2 pi (phi0 + f (t - t_ref)))."""
     q = MpParticle(row, p0c, mc2)
     length, voltage, phi0, freq = _mp(length), _mp(voltage), _mp(phi0), _mp(freq)
     k = 2 * mpmath.pi * freq / C
@@ -173,6 +173,8 @@ def mp_lcavity(row, length, voltage, phi0, n, p0c, mc2, freq=FREQ):
         q.e -= edge * grad * k * mpmath.sin(ph) * (q.x**2 + q.y**2) / 4
 
     def ponderomotive():
+        if not standing:
+            return
         p = q.p
         q.px -= grad**2 * length * q.x / (16 * n * p)
         q.py -= grad**2 * length * q.y / (16 * n * p)
@@ -388,6 +390,8 @@ JAC_CASES = {
     "lcav": ("lcavity", dict(length=1.0, voltage=3e7, phi0=0.1, num_steps=3)),
     "lcav-misaligned": ("lcavity", dict(length=1.0, voltage=3e7, phi0=-0.05, x_offset=2e-3,
                                         y_offset=-1e-3, tilt=0.3)),
+    "lcav-traveling": ("lcavity", dict(length=1.0, voltage=3e7, phi0=0.1, num_steps=2,
+                                       cavity_type="traveling_wave", x_offset=1e-3)),
 }
 JAC_REFERENCES = {"electron 100 MeV/c": (1e8, ELECTRON_MC2), "proton 1 GeV/c": (1e9, PROTON_MC2)}
 
@@ -768,3 +772,27 @@ def test_records_json_round_trip():
     assert back == line
     p = make_particles("numpy", BEAM, p0c=1e8)
     np.testing.assert_array_equal(to_np(back.track(p)), to_np(line.track(p)))
+
+
+@pytest.mark.parametrize("ref", list(REFERENCES))
+def test_lcavity_traveling_wave(xp, ref):
+    """cavity_type="traveling_wave": Bmad's model without ponderomotive kicks (edge
+    kicks kept), against the time-domain reference; different from the standing wave
+    off axis, identical on axis; a bad cavity_type raises."""
+    p0c, mc2 = REFERENCES[ref]
+    kw = dict(length=0.8, voltage=2e6 if ref == "electron" else 6e4, phi0=-0.15, num_steps=3)
+    p = make_particles(xp.name, BEAM, p0c=p0c, mc2=mc2)
+    out = track_lcavity(p, frequency=FREQ, cavity_type="traveling_wave", **kw)
+    expected = np.stack([mp_lcavity(r, *kw.values(), p0c, mc2, standing=False)[0]
+                         for r in BEAM], axis=1)
+    np.testing.assert_allclose(to_np(out), expected, rtol=1e-11, atol=5e-15)
+    standing = to_np(track_lcavity(p, frequency=FREQ, **kw))
+    assert np.abs(standing[1] - to_np(out)[1]).max() > 1e-12
+    np.testing.assert_array_equal(standing[:, 3], to_np(out)[:, 3])  # the on-axis particle
+    with pytest.raises(ParameterError, match=r"(?s)lcavity.*cavity_type"):
+        track_lcavity(p, frequency=FREQ, cavity_type="standing", **kw)
+    lin = track_lcavity(p, frequency=FREQ, cavity_type="traveling_wave", method="linear",
+                        x_offset=1e-3, **kw)
+    assert np.all(np.isfinite(to_np(lin)))
+    record = LCavity("tw", frequency=FREQ, cavity_type="traveling_wave", **kw)
+    np.testing.assert_array_equal(to_np(Beamline([record]).track(p)), to_np(out))

@@ -28,7 +28,12 @@ from beamtrack.tracking.bend import (
     track_rbend,
     track_sbend,
 )
-from beamtrack.tracking.cavity import track_crab_cavity, track_lcavity, track_rfcavity
+from beamtrack.tracking.cavity import (
+    CAVITY_TYPES,
+    track_crab_cavity,
+    track_lcavity,
+    track_rfcavity,
+)
 from beamtrack.tracking.diagnostics import SCREEN_DEPOSITS, monitor_reading, screen_image
 from beamtrack.tracking.drift import track_drift
 from beamtrack.tracking.errors import ParameterError
@@ -823,6 +828,8 @@ class LCavity(Element):
         Number of RF steps (Bmad's ``n_rf_steps``).
     tilt, x_offset, y_offset
         Misalignments [rad, m].
+    cavity_type
+        ``"standing_wave"`` (default) or ``"traveling_wave"`` (no ponderomotive kicks).
     """
 
     length: Any = 0.0
@@ -833,11 +840,13 @@ class LCavity(Element):
     tilt: Any = 0.0
     x_offset: Any = 0.0
     y_offset: Any = 0.0
+    cavity_type: str = "standing_wave"
 
     tracker = staticmethod(track_lcavity)
     #: Changes the reference momentum: a fused linear map cannot carry that.
     mergeable = False
     integer_parameters = ("num_steps",)
+    choice_parameters = {"cavity_type": CAVITY_TYPES}
 
 
 @element_record

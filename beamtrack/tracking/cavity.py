@@ -47,9 +47,11 @@ entrance and exit fringes (``edge = +1, -1``) kick ``px -= edge G cos(phi) x / (
 field, change the energy by ``dE = -edge G k sin(phi) (x^2 + y^2) / 4``. Every piece is
 symplectic at fixed reference momentum, so the whole map ``M`` satisfies
 ``M^T J M = (P0_in / P0_out) J`` (``det M = (P0_in/P0_out)^3``).
-Not modelled (Bmad features left out): traveling-wave cavities, ``l_active`` different
-from ``length``, coupler kicks, field autoscaling, multipoles, a solenoid field in the
-cavity, absolute time tracking, multipass phase bookkeeping.
+With ``cavity_type="traveling_wave"`` the ponderomotive kicks are left out (Bmad: no
+wave travels against the particle); the edge kicks stay.
+Not modelled (Bmad features left out): ``l_active`` different from ``length``, coupler
+kicks, field autoscaling, multipoles, a solenoid field in the cavity, absolute time
+tracking, multipass phase bookkeeping.
 
 ``crab_cavity`` (Bmad ``track_a_crab_cavity``): ``num_steps`` thin kicks at the slice
 centres with exact drifts between them (half drifts at the ends); each kick is
@@ -88,6 +90,8 @@ from beamtrack.tracking.stepping import (
 #: Speed of light [m/s].
 C_LIGHT = 299792458.0
 TWO_PI = 2.0 * math.pi
+#: Bmad's ``cavity_type`` values of an lcavity.
+CAVITY_TYPES = ("standing_wave", "traveling_wave")
 
 Op = Callable[[Six], tuple[Six, Any]]
 
@@ -184,6 +188,16 @@ def _check_frequency(element: str, frequency: Any, voltage: Any) -> None:
                 f"{element}: parameter 'frequency' is 0 with a nonzero voltage (Bmad: "
                 "zero RF frequency); give the RF frequency in Hz"
             )
+
+
+def _check_cavity_type(cavity_type: Any) -> bool:
+    """``True`` for a standing wave, ``False`` for a traveling wave."""
+    if cavity_type not in CAVITY_TYPES:
+        raise ParameterError(
+            f"lcavity: parameter 'cavity_type' must be one of {', '.join(CAVITY_TYPES)}, "
+            f"got {cavity_type!r}"
+        )
+    return cavity_type == "standing_wave"
 
 
 def _wavenumber(frequency: Any) -> Any:
@@ -471,7 +485,7 @@ def lcavity_reference(p0c: Any, mc2: Any, voltage: Any, phi0: Any,
 
 def _lcavity_body(six: Six, alive: Any, voltage: Any, phi0: Any, k: Any, length: Any,
                   num_steps: int, refs: tuple[list[Any], list[Any], list[Any]],
-                  mc2: Any) -> tuple[Six, Any]:
+                  mc2: Any, standing: bool = True) -> tuple[Six, Any]:
     xp = _xp(six[0])
     n = num_steps
     momenta, energies, gains = refs
@@ -510,18 +524,20 @@ def _lcavity_body(six: Six, alive: Any, voltage: Any, phi0: Any, k: Any, length:
     for i in range(n + 1):
         if i > 0:
             six, alive = _apply(_drift(length / n, momenta[i], mc2), six, alive)
-            six, alive = _apply(ponderomotive(momenta[i]), six, alive)
+            if standing:
+                six, alive = _apply(ponderomotive(momenta[i]), six, alive)
         six, alive = _apply(kick((0.5 if i in (0, n) else 1.0) / n, momenta[i]), six, alive)
         # All particles, lost ones too, are re-expressed in the new reference.
         six = _change_reference(six, momenta[i], momenta[i + 1], energies[i], gains[i])
-        if i < n:
+        if i < n and standing:
             six, alive = _apply(ponderomotive(momenta[i + 1]), six, alive)
     return _apply(fringe(-1.0, momenta[n + 1]), six, alive)
 
 
 def lcavity_map(length: Any, voltage: Any, phi0: Any, frequency: Any, p0c: Any, mc2: Any,
                 x_offset: Any = 0.0, y_offset: Any = 0.0, tilt: Any = 0.0,
-                num_steps: int = 1) -> tuple[Any, Any, Any]:
+                num_steps: int = 1,
+                cavity_type: str = "standing_wave") -> tuple[Any, Any, Any]:
     """First-order map of the "bmad" lcavity about the laboratory reference orbit.
 
     Returns ``(R, c, p0c_out)``: ``R`` (shape ``(*batch, 6, 6)``) maps incoming
@@ -537,7 +553,8 @@ def lcavity_map(length: Any, voltage: Any, phi0: Any, frequency: Any, p0c: Any, 
     refs = lcavity_reference(p0c_j, mc2_j, voltage_j, phi0_j, num_steps)
     body = to_element_frame(lab, *offsets)
     body, _ = _lcavity_body(body, alive & refs[4], voltage_j, phi0_j, _wavenumber(freq_j),
-                            length_j, num_steps, refs[:3], mc2_j)
+                            length_j, num_steps, refs[:3], mc2_j,
+                            _check_cavity_type(cavity_type))
     r, c = jets.first_order_map(from_element_frame(body, *offsets))
     p_out = refs[0][-1].v[..., 0]
     return r, c, p_out
@@ -554,6 +571,7 @@ def track_lcavity(
     tilt: Any = 0.0,
     x_offset: Any = 0.0,
     y_offset: Any = 0.0,
+    cavity_type: str = "standing_wave",
     method: str = "bmad",
 ) -> Particles:
     """Track through an accelerating cavity (Bmad ``lcavity``, "bmad_standard"
@@ -580,6 +598,10 @@ def track_lcavity(
     tilt, x_offset, y_offset
         Misalignments [rad, m]; offsets matter through the fringe and ponderomotive
         focusing, the axially symmetric model ignores the tilt.
+    cavity_type
+        ``"standing_wave"`` (Bmad's default) or ``"traveling_wave"``: a traveling wave
+        co-moving with the particle has no ponderomotive focusing (Bmad drops those
+        kicks); the edge kicks stay.
     method
         ``"bmad"``: the stair-step model (see the module documentation).
         ``"linear"``: first-order Taylor map of the "bmad" map about the laboratory
@@ -606,6 +628,7 @@ def track_lcavity(
     element = "lcavity"
     check_method(method, element)
     num_steps = check_num_steps(num_steps, element)
+    standing = _check_cavity_type(cavity_type)
     _check_frequency(element, frequency, voltage)
     prm = _parameters(element, particles, dict(
         length=length, voltage=voltage, phi0=phi0, frequency=frequency, tilt=tilt,
@@ -615,7 +638,7 @@ def track_lcavity(
         r, const, p_out = lcavity_map(prm["length"], prm["voltage"], prm["phi0"],
                                       prm["frequency"], particles.p0c, particles.mc2,
                                       prm["x_offset"], prm["y_offset"], prm["tilt"],
-                                      num_steps)
+                                      num_steps, cavity_type)
         new = xp.matmul(r, particles.coords) + const[..., None]
         # Lost particles are frozen, their momenta re-expressed relative to the exit
         # reference; a reference below rest energy loses every particle.
@@ -640,7 +663,7 @@ def track_lcavity(
     entering = entering & ref_ok
     body, alive = _lcavity_body(body, entering, pp["voltage"], pp["phi0"],
                                 _wavenumber(pp["frequency"]), pp["length"], num_steps,
-                                (momenta, energies, gains), mc2)
+                                (momenta, energies, gains), mc2, standing)
     lab_out = _change_reference(lab, momenta[0], momenta[-1], energies[0], gain)
     out = freeze(xp, entering, from_element_frame(body, *offsets), lab_out)
     *parts, alive = xp.broadcast_arrays(*out, alive)
