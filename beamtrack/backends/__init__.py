@@ -12,6 +12,7 @@ from beamtrack.backends.errors import (
     NoAutodiffError,
     PrecisionError,
 )
+from beamtrack.backends.finite_differences import central_difference_gradient
 from beamtrack.backends.registry import KNOWN, available, backend_of, get, namespace_of
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "NoAutodiffError",
     "PrecisionError",
     "available",
+    "central_difference_gradient",
     "backend_of",
     "get",
     "namespace_of",

@@ -8,7 +8,7 @@ from typing import Any, Union
 import numpy as np
 
 from beamtrack.backends import backend_of
-from beamtrack.backends.pytrees import register_pytree
+from beamtrack.backends.pytrees import ensure_registered, register_pytree
 from beamtrack.lattice.elements import Element, Screen
 from beamtrack.lattice.errors import LatticeError
 from beamtrack.tracking.errors import ParameterError
@@ -50,6 +50,7 @@ class Beamline:
     __slots__ = ("_items", "_name", "_method", "_index")
 
     def __init__(self, items: Iterable[Item], name: str = "beamline", method: str = "bmad"):
+        ensure_registered()
         items = tuple(items)
         if not isinstance(name, str) or not name:
             raise LatticeError(f"Beamline: name must be a non-empty string, got {name!r}")
@@ -201,6 +202,47 @@ class Beamline:
             particles = element.track(particles, element_method)
         return particles
 
+    def parameters(self, pattern: str | None = None) -> dict[str, Any]:
+        """Numeric parameters of every element as a flat mapping ``"element.parameter"``.
+
+        Parameters
+        ----------
+        pattern
+            Optional shell-style pattern on the keys (``"q*.k1"``, ``"*.x_offset"``).
+
+        Returns
+        -------
+        dict
+            ``{"qf.k1": value, ...}`` in tracking order; values as stored (numbers or
+            arrays, sequences such as ``knl`` as tuples).
+        """
+        import fnmatch
+
+        out = {}
+        for element in self:
+            for key, value in element.numeric_parameters().items():
+                name = f"{element.name}.{key}"
+                if pattern is None or fnmatch.fnmatchcase(name, pattern):
+                    out[name] = value
+        return out
+
+    def with_parameters(self, values: dict[str, Any]) -> Beamline:
+        """A new beamline with the given ``"element.parameter"`` values replaced.
+
+        Values may be numbers or arrays (with batch dimensions). Unknown elements or
+        parameters raise ``KeyError`` / ``UnknownParameterError``.
+        """
+        grouped: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            element, sep, parameter = key.rpartition(".")
+            if not sep or not element:
+                raise KeyError(f"parameter key {key!r} must look like 'element.parameter'")
+            grouped.setdefault(element, {})[parameter] = value
+        line = self
+        for element, params in grouped.items():
+            line = line.replace(element, **params)
+        return line
+
     def merged(
         self,
         p0c: Any,
@@ -327,6 +369,23 @@ class Beamline:
 
     def __repr__(self) -> str:
         return f"Beamline({self._name!r}, {len(self)} elements, method={self._method!r})"
+
+
+def _flatten_line(line: Beamline) -> tuple[tuple[Any, ...], Any]:
+    return line._items, (line._name, line._method, tuple(line._index.items()))
+
+
+def _unflatten_line(aux: Any, items: Any) -> Beamline:
+    name, method, index = aux
+    line = object.__new__(Beamline)
+    object.__setattr__(line, "_items", tuple(items))
+    object.__setattr__(line, "_name", name)
+    object.__setattr__(line, "_method", method)
+    object.__setattr__(line, "_index", dict(index))
+    return line
+
+
+register_pytree(Beamline, _flatten_line, _unflatten_line)
 
 
 class Observation:

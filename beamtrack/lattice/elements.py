@@ -18,6 +18,7 @@ import array_api_compat
 import numpy as np
 
 from beamtrack.backends import backend_of
+from beamtrack.backends.pytrees import ensure_registered, register_pytree
 from beamtrack.lattice.errors import UnknownParameterError
 from beamtrack.tracking.aperture import APERTURE_SHAPES, aperture_factor, track_aperture
 from beamtrack.tracking.bend import (
@@ -83,6 +84,7 @@ def element_record(cls: type) -> type:
     __init__.__signature__ = __import__("inspect").signature(generated_init)  # type: ignore[attr-defined]
     cls.__init__ = __init__
     ELEMENT_KINDS[cls.__name__] = cls
+    register_pytree(cls, _flatten_element, _unflatten_element)
     return cls
 
 
@@ -130,6 +132,7 @@ class Element:
     survival: ClassVar[Callable[..., Any] | None] = None
 
     def __post_init__(self) -> None:
+        ensure_registered()
         kind = type(self).__name__
         if not isinstance(self.name, str) or not self.name:
             raise ParameterError(f"{kind}: name must be a non-empty string, got {self.name!r}")
@@ -165,6 +168,16 @@ class Element:
             for f in dataclasses.fields(self)
             if f.name not in ("name", "method")
         }
+
+    def numeric_parameters(self) -> dict[str, Any]:
+        """The continuous (differentiable) parameters: numbers, arrays and sequences of them.
+
+        Leaves out integers (``num_steps``, ``seed``), choices (strings), fixed tuples
+        (screen ``resolution``) and unset optional values (``None``).
+        """
+        fixed = set(self.integer_parameters) | set(self.choice_parameters) | set(
+            self.tuple_parameters)
+        return {k: v for k, v in self.parameters().items() if k not in fixed and v is not None}
 
     @property
     def length(self) -> Any:
@@ -246,6 +259,27 @@ class Element:
         if self.method:
             parts.append(f"method={self.method!r}")
         return f"{self.kind}({', '.join(parts)})"
+
+
+def _flatten_element(element: Element) -> tuple[tuple[Any, ...], Any]:
+    """JAX pytree: the numeric parameters are children, everything else static."""
+    numeric = element.numeric_parameters()
+    keys = tuple(numeric)
+    static = tuple((k, v) for k, v in element.parameters().items() if k not in numeric)
+    return tuple(numeric[k] for k in keys), (type(element), element.name, element.method,
+                                             keys, static)
+
+
+def _unflatten_element(aux: Any, children: Any) -> Element:
+    cls, name, method, keys, static = aux
+    element = object.__new__(cls)
+    object.__setattr__(element, "name", name)
+    object.__setattr__(element, "method", method)
+    for key, value in static:
+        object.__setattr__(element, key, value)
+    for key, value in zip(keys, children):
+        object.__setattr__(element, key, value)
+    return element
 
 
 def _short(value: Any) -> str:
