@@ -920,8 +920,29 @@ class CrabCavity(Element):
     integer_parameters = ("num_steps",)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class _Bend(Element):
-    """Shared checks of the bend records (not registered as a kind)."""
+    """Parameters and checks shared by the bend records (not registered as a kind)."""
+
+    length: Any = 0.0
+    angle: Any = 0.0
+    e1: Any = 0.0
+    e2: Any = 0.0
+    k1: Any = 0.0
+    fint: Any = 0.0
+    hgap: Any = 0.0
+    fint_exit: Any = None
+    hgap_exit: Any = None
+    fringe_type: str = "linear_edge"
+    tilt: Any = 0.0
+    ref_tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+    num_steps: int = 1
+
+    integer_parameters = ("num_steps",)
+    nonnegative_parameters = ("length",)
+    choice_parameters = {"fringe_type": FRINGE_TYPES}
 
     #: Exit fringe parameters that may be ``None`` (then the entrance values are used).
     _exit_defaults = ("fint_exit", "hgap_exit")
@@ -975,26 +996,7 @@ class SBend(_Bend):
         Number of body slices.
     """
 
-    length: Any = 0.0
-    angle: Any = 0.0
-    e1: Any = 0.0
-    e2: Any = 0.0
-    k1: Any = 0.0
-    fint: Any = 0.0
-    hgap: Any = 0.0
-    fint_exit: Any = None
-    hgap_exit: Any = None
-    fringe_type: str = "linear_edge"
-    tilt: Any = 0.0
-    ref_tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-    num_steps: int = 1
-
     tracker = staticmethod(track_sbend)
-    integer_parameters = ("num_steps",)
-    nonnegative_parameters = ("length",)
-    choice_parameters = {"fringe_type": FRINGE_TYPES}
 
 
 @element_record
@@ -1009,22 +1011,6 @@ class RBend(_Bend):
     ``e2 + angle/2``. Other parameters as for :class:`SBend`.
     """
 
-    length: Any = 0.0
-    angle: Any = 0.0
-    e1: Any = 0.0
-    e2: Any = 0.0
-    k1: Any = 0.0
-    fint: Any = 0.0
-    hgap: Any = 0.0
-    fint_exit: Any = None
-    hgap_exit: Any = None
-    fringe_type: str = "linear_edge"
-    tilt: Any = 0.0
-    ref_tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-    num_steps: int = 1
-
     tracker = staticmethod(track_rbend)
 
     @property
@@ -1034,6 +1020,3 @@ class RBend(_Bend):
             half = 0.5 * self.angle
             return self.length if half == 0 else self.length * half / math.sin(half)
         return rbend_to_sbend(self.length, self.angle + 0.0 * self.length)[0]
-    integer_parameters = ("num_steps",)
-    nonnegative_parameters = ("length",)
-    choice_parameters = {"fringe_type": FRINGE_TYPES}
