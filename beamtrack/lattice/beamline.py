@@ -198,6 +198,14 @@ class Beamline:
             from beamtrack.lattice.optics import track_parameter_beam
 
             return track_parameter_beam(self, particles)
+        if self._traced_by_jax(particles):
+            # Under a JAX transformation: one lax.scan over the elements with a
+            # lax.switch over element signatures, so compile time scales with the
+            # number of element kinds, not elements.
+            from beamtrack.backends.jax_scan import scan_track
+
+            list(self._plan(method))  # validates the method
+            return scan_track(self, particles, method)
         for element, element_method in self._plan(method):
             particles = element.track(particles, element_method)
         return particles
@@ -258,6 +266,19 @@ class Beamline:
         from beamtrack.lattice.optics import merged
 
         return merged(self, p0c=p0c, mc2=mc2, backend=backend, method=method)
+
+    def _traced_by_jax(self, particles: Particles) -> bool:
+        backend = backend_of(particles.coords)
+        if backend.name != "jax" or len(self) < 2:
+            return False
+        if backend.is_traced(particles.coords):
+            return True
+        return any(
+            backend.is_traced(value)
+            for element in self
+            for value in element.numeric_parameters().values()
+            if not isinstance(value, tuple)
+        )
 
     def track_each(
         self, particles: Particles, method: str | None = None
