@@ -1,0 +1,37 @@
+"""The scripts in examples/ run (small sizes) and reach what they claim."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tune_quadrupoles_reaches_a_round_beam():
+    pytest.importorskip("torch")
+    result = load("tune_quadrupoles").main(steps=60, particles=500)
+    assert result["loss_end"] < 0.05 * result["loss_start"]
+    assert result["sigma_x"] == pytest.approx(5e-4, rel=0.05)
+    assert result["sigma_y"] == pytest.approx(5e-4, rel=0.05)
+
+
+def test_system_identification_recovers_errors():
+    pytest.importorskip("torch")
+    result = load("system_identification").main(steps=60)
+    assert result["offset_error_max"] < 1e-8  # m, against true offsets of 50-200 um
+    assert result["dk1_error_max"] < 1e-5  # 1/m^2, against true errors of 0.01-0.04
+
+
+def test_batch_scan_equals_loop():
+    result = load("batch_scan").main(configs=50, particles=20)
+    assert result["max_difference"] < 1e-15
