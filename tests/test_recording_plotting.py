@@ -80,3 +80,11 @@ def _has_mpl() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_cli_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
+    assert main(["optics", "--plot", "unused.png"]) == 2
+    assert "pip install beamtrack[plot]" in capsys.readouterr().err
