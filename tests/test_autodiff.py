@@ -166,3 +166,27 @@ def test_torch_compile_fullgraph_of_element_tracking():
     # Parameters are tensor inputs of the compiled function, not baked-in constants.
     got2 = compiled(coords, k1 * 1.1, length)
     assert not torch.allclose(got2, got)
+
+
+def test_compile_beamline_compiles_once_per_signature():
+    torch = pytest.importorskip("torch")
+    from beamtrack.backends.torch_compile import compile_beamline
+
+    cell = [bt.Quadrupole("qf", length=0.2, k1=2.0), bt.Drift("d1", length=1.0),
+            bt.Quadrupole("qd", length=0.2, k1=-2.0), bt.Drift("d2", length=1.0)]
+    long_line = bt.Beamline([type(e)(f"{e.name}_{i}", **e.parameters())
+                             for i in range(4) for e in cell])
+    particles = make_particles("torch", BEAM)
+    run = compile_beamline(long_line)
+    before = len(run.compiled)
+    out = run(particles)
+    assert len(run.compiled) - before <= 2  # one quadrupole and one drift signature
+    expected = long_line.track(particles)
+    scale = expected.coords.abs().amax(dim=-1, keepdim=True)
+    assert float(((out.coords - expected.coords).abs() / scale).max()) < 1e-13
+    other = long_line.with_parameters({"qf_0.k1": torch.tensor(2.3, dtype=torch.float64)})
+    count = len(run.compiled)
+    out2 = compile_beamline(other)(particles)
+    assert len(run.compiled) == count  # new values and a new line reuse the compiled code
+    np.testing.assert_allclose(out2.coords.numpy(), other.track(particles).coords.numpy(),
+                               rtol=1e-13, atol=1e-19)
