@@ -53,21 +53,6 @@ def rotation_matrix(tilt: Any) -> Any:
     )
 
 
-def misaligned(r_body: Any, x_offset: Any, y_offset: Any, tilt: Any) -> tuple[Any, Any]:
-    """Laboratory-frame map ``(R, c)`` of a body map ``r_body`` with misalignments.
-
-    ``R = rot(tilt)^T r_body rot(tilt)`` and ``c = (I - R) d`` with the offset
-    vector ``d = (x_offset, 0, y_offset, 0, 0, 0)``.
-    """
-    xp = array_api_compat.array_namespace(r_body)
-    rot = rotation_matrix(tilt + 0.0 * r_body[..., 0, 0])
-    r = xp.matmul(xp.matrix_transpose(rot), xp.matmul(r_body, rot))
-    zero = xp.zeros_like(x_offset + y_offset)
-    d = xp.stack(xp.broadcast_arrays(x_offset, zero, y_offset, zero, zero, zero), axis=-1)
-    c = d - xp.matmul(r, d[..., None])[..., 0]
-    return r, c
-
-
 def apply_linear_map(particles: Particles, r: Any, c: Any, length: Any) -> Particles:
     """Track ``particles`` through the map ``(R, c)`` of an element of ``length`` [m].
 
