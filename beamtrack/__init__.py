@@ -20,6 +20,7 @@ from beamtrack.lattice import (
     save,
 )
 from beamtrack.lattice.crosscheck import Deviation, crosscheck
+from beamtrack.lattice.custom import Custom
 from beamtrack.lattice.elements import (
     Aperture,
     CrabCavity,
@@ -102,6 +103,7 @@ __all__ = [
     "LatticeError",
     "LatticeFileError",
     "LinearMap",
+    "Custom",
     "ParameterBeam",
     "Record",
     "TwissInit",

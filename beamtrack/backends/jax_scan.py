@@ -2,17 +2,37 @@
 
 A Python loop over elements unrolls into one XLA computation per element: compile time
 grows with the length of the line (about 0.25 s per element here). Instead the line is
-tracked with one ``lax.scan`` over all elements whose body is a ``lax.switch`` over the
-distinct element *signatures* (kind, tracking method and static parameters such as
-``num_steps`` or ``fringe_type``): each signature is traced and compiled once, and the
-element parameters enter the scan as stacked arrays, so new values never recompile.
+cut into segments, each tracked by one ``lax.scan``:
+
+* a run of a repeated *cell* (the same sequence of element signatures, such as the
+  quadrupole, drift, sextupole, drift, ... of a FODO cell, repeated ``r`` times) is a
+  scan over the ``r`` cells whose body tracks one cell;
+* everything else is a scan over its elements whose body is a ``lax.switch`` over the
+  distinct element *signatures* (kind, tracking method and static parameters such as
+  ``num_steps`` or ``fringe_type``).
+
+Either way each signature is traced a bounded number of times, whatever the length of
+the line, and element parameters enter the scans as stacked arrays, so new values
+never recompile. Scan bodies are rematerialised (``jax.checkpoint``): reverse mode
+saves each step's incoming particles and recomputes the element's intermediates on the
+way back. Saving every intermediate (scan's default) made the gradient cost about ten
+forward passes on CPU, and a ``lax.switch`` body costs more in reverse mode than a cell
+body (its residuals are the union of all branches'); hence the cells.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+#: Longest cell (in elements) looked for.
+MAX_CELL = 32
+#: A repeated cell must occur at least this many times in a row to get its own scan.
+MIN_REPEATS = 3
+#: Most element bodies traced in cell scans; beyond it, cells fall back to the switch.
+MAX_CELL_BODIES = 96
 
 
 def _signature(element: Any, method: str) -> tuple[Any, ...]:
@@ -26,8 +46,48 @@ def _signature(element: Any, method: str) -> tuple[Any, ...]:
     return (type(element), method, static, treedef, shapes)
 
 
+def find_cells(kinds: Sequence[int], max_cell: int = MAX_CELL,
+               min_repeats: int = MIN_REPEATS,
+               max_bodies: int = MAX_CELL_BODIES) -> list[tuple[int, int, int]]:
+    """Runs of a repeated cell in a sequence of signature labels.
+
+    Scanning left to right, at each position the cell length ``p <= max_cell`` whose
+    back-to-back repeats cover the most elements is taken (the shortest on ties) when it
+    repeats at least ``min_repeats`` times. Cells are then kept by decreasing coverage
+    while their total length stays within ``max_bodies``.
+
+    Returns
+    -------
+    list of (start, period, repeats)
+        Non-overlapping runs, in line order.
+    """
+    n = len(kinds)
+    runs = []
+    i = 0
+    while i < n:
+        best = (0, 0)  # (coverage, period)
+        for p in range(1, min(max_cell, (n - i) // min_repeats) + 1):
+            cell = kinds[i:i + p]
+            r = 1
+            while i + (r + 1) * p <= n and kinds[i + r * p:i + (r + 1) * p] == cell:
+                r += 1
+            if r >= min_repeats and r * p > best[0]:
+                best = (r * p, p)
+        if best[0]:
+            runs.append((i, best[1], best[0] // best[1]))
+            i += best[0]
+        else:
+            i += 1
+    kept, bodies = [], 0
+    for run in sorted(runs, key=lambda r: -r[1] * r[2]):
+        if bodies + run[1] <= max_bodies:
+            kept.append(run)
+            bodies += run[1]
+    return sorted(kept)
+
+
 def scan_track(line: Any, particles: Any, method: str | None = None) -> Any:
-    """Track ``particles`` (JAX arrays) through ``line`` with ``lax.scan`` + ``lax.switch``.
+    """Track ``particles`` (JAX arrays) through ``line`` with one scan per segment.
 
     Equivalent to :meth:`Beamline.track`; used automatically by it when tracking JAX
     arrays under a JAX transformation. Element parameters must have the same shape
@@ -38,65 +98,96 @@ def scan_track(line: Any, particles: Any, method: str | None = None) -> Any:
     import jax.numpy as jnp
 
     plan = [(element, element.method or m) for element, m in line._plan(method)]
-    signatures: dict[Any, int] = {}
-    members: list[list[int]] = []
-    branch_of = []
-    for i, (element, m) in enumerate(plan):
-        key = _signature(element, m)
-        if key not in signatures:
-            signatures[key] = len(members)
-            members.append([])
-        members[signatures[key]].append(i)
-        branch_of.append(signatures[key])
+    labels: dict[Any, int] = {}
+    kinds = [labels.setdefault(_signature(e, m), len(labels)) for e, m in plan]
+    dtype = particles.dtype
 
-    # Stack the parameters of each signature; rows of other elements repeat a valid row.
-    stacked = []
-    for b, idx in enumerate(members):
-        leaves = [jax.tree_util.tree_leaves(plan[i][0]) for i in idx]
-        position = np.asarray([idx.index(i) if branch_of[i] == b else 0
-                               for i in range(len(plan))])
+    def stack(elements: Sequence[Any]) -> list[Any]:
+        """Parameter leaves of same-signature elements, stacked along a new axis 0."""
+        rows = [jax.tree_util.tree_leaves(e) for e in elements]
         columns = []
-        for j in range(len(leaves[0])):
-            column = [row[j] for row in leaves]
+        for j in range(len(rows[0])):
+            column = [row[j] for row in rows]
             if all(isinstance(v, (int, float, np.ndarray, np.generic)) for v in column):
                 # Concrete numbers: stack on the host, one constant per parameter.
-                host = np.asarray(column, dtype=np.float64)
-                columns.append(jnp.asarray(host[position], dtype=particles.dtype))
+                columns.append(jnp.asarray(np.asarray(column, dtype=np.float64), dtype=dtype))
             else:
-                col = jnp.stack([jnp.asarray(v, dtype=particles.dtype) for v in column])
-                columns.append(jnp.take(col, jnp.asarray(position), axis=0))
-        stacked.append(columns)
+                columns.append(jnp.stack([jnp.asarray(v, dtype=dtype) for v in column]))
+        return columns
 
-    batch = jnp.broadcast_shapes(
-        particles.coords.shape[:-2],
-        *[col.shape[1:] for cols in stacked for col in cols],
-    )
-    carry = _broadcast_particles(particles, batch)
-
-    def make_branch(b: int) -> Any:
-        template, element_method = plan[members[b][0]]
+    def tracker(template: Any, element_method: str) -> Any:
+        """``(state, leaves) -> state`` for elements of ``template``'s signature."""
         treedef = jax.tree_util.tree_structure(template)
 
-        def branch(args: Any) -> Any:
-            state, params = args
-            element = jax.tree_util.tree_unflatten(treedef, params[b])
+        def track(state: Any, leaves: Any) -> Any:
+            element = jax.tree_util.tree_unflatten(treedef, leaves)
             out = element.track(state, element_method)
+            # Keep the carry's shape and dtype fixed from step to step.
             return jax.tree_util.tree_map(
                 lambda new, old: jnp.broadcast_to(
                     jax.lax.convert_element_type(new, old.dtype), old.shape), out, state)
 
-        return branch
+        return track
 
-    branches = [make_branch(b) for b in range(len(members))]
+    def cell_scan(state: Any, start: int, period: int, repeats: int) -> Any:
+        trackers = [tracker(*plan[start + j]) for j in range(period)]
+        xs = [stack([plan[start + r * period + j][0] for r in range(repeats)])
+              for j in range(period)]
 
-    def body(state: Any, xs: Any) -> tuple[Any, None]:
-        which, params = xs
-        if len(branches) == 1:
-            return branches[0]((state, params)), None
-        return jax.lax.switch(which, branches, (state, params)), None
+        @jax.checkpoint
+        def body(state: Any, cell_leaves: Any) -> tuple[Any, None]:
+            for track, leaves in zip(trackers, cell_leaves):
+                state = track(state, leaves)
+            return state, None
 
-    out, _ = jax.lax.scan(body, carry, (jnp.asarray(branch_of), stacked))
-    return out
+        return jax.lax.scan(body, state, xs)[0]
+
+    def switch_scan(state: Any, start: int, stop: int) -> Any:
+        if stop - start == 1:
+            return tracker(*plan[start])(state, jax.tree_util.tree_leaves(plan[start][0]))
+        members: dict[int, list[int]] = {}
+        for i in range(start, stop):
+            members.setdefault(kinds[i], []).append(i)
+        order = list(members)
+        branch_of = [order.index(kinds[i]) for i in range(start, stop)]
+        # Each branch's parameters have one row per element of the segment; rows of
+        # other kinds repeat a valid row (they are never used).
+        stacked = []
+        for kind in order:
+            idx = members[kind]
+            rows = [idx.index(i) if kinds[i] == kind else 0 for i in range(start, stop)]
+            stacked.append([jnp.take(column, jnp.asarray(rows), axis=0)
+                            for column in stack([plan[i][0] for i in idx])])
+        trackers = [tracker(*plan[members[kind][0]]) for kind in order]
+
+        def branch(b: int) -> Any:
+            return lambda args: trackers[b](args[0], args[1][b])
+
+        branches = [branch(b) for b in range(len(order))]
+
+        @jax.checkpoint
+        def body(state: Any, xs: Any) -> tuple[Any, None]:
+            which, params = xs
+            if len(branches) == 1:
+                return branches[0]((state, params)), None
+            return jax.lax.switch(which, branches, (state, params)), None
+
+        return jax.lax.scan(body, state, (jnp.asarray(branch_of), stacked))[0]
+
+    # Broadcast the particles to the batch shape of every parameter.
+    shapes = [np.shape(leaf) if not hasattr(leaf, "shape") else leaf.shape
+              for element, _ in plan for leaf in jax.tree_util.tree_leaves(element)]
+    batch = jnp.broadcast_shapes(particles.coords.shape[:-2], *shapes)
+    state = _broadcast_particles(particles, batch)
+
+    position = 0
+    for start, period, repeats in [*find_cells(kinds), (len(plan), 0, 0)]:
+        if start > position:
+            state = switch_scan(state, position, start)
+        if repeats:
+            state = cell_scan(state, start, period, repeats)
+        position = start + period * repeats
+    return state
 
 
 def _broadcast_particles(particles: Any, batch: tuple[int, ...]) -> Any:

@@ -50,14 +50,14 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
         static = tuple((k, v) for k, v in element.parameters().items() if k not in numeric)
         key = (type(element), element_method, static, tuple(numeric), tuple(sorted(options)))
         if key not in cache:
-            tracker = type(element).tracker
             keys = tuple(numeric)
             fixed = dict(static)
+            kind, name = type(element), element.name
 
             def step(coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any, *values: Any) -> Any:
                 particles = Particles._from_fields(coords, s, p0c, mc2, alive)
-                out = tracker(particles, **fixed, **dict(zip(keys, values)),
-                              method=element_method)
+                rebuilt = kind._rebuild(name, element_method, fixed, dict(zip(keys, values)))
+                out = rebuilt.track(particles, element_method)
                 return out.coords, out.s, out.p0c, out.mc2, out.alive
 
             cache[key] = torch.compile(step, fullgraph=True, **options)
@@ -67,7 +67,7 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
 
     def run(particles: Any) -> Any:
         for element, element_method in plan:
-            if element.tracker is None:
+            if not element.has_body:
                 continue
             fn, values = compiled_for(element, element.method or element_method)
             out = fn(particles.coords, particles.s, particles.p0c, particles.mc2,

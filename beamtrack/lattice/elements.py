@@ -116,6 +116,9 @@ class Element:
     #: ``Beamline.merged`` (False for elements that observe or limit the beam or change
     #: the reference energy).
     mergeable: ClassVar[bool] = True
+    #: Whether the "linear" method gives an affine map that optics can read off by
+    #: tracking unit vectors (False for user functions, :class:`Custom`).
+    affine_when_linear: ClassVar[bool] = True
     #: Parameters given order by order (multipole strengths): a tuple of numbers or
     #: arrays (a list is stored as a tuple), or one array whose first axis runs over
     #: the orders.
@@ -238,6 +241,22 @@ class Element:
         except ParameterError as exc:
             raise ParameterError(f"{self.kind} {self.name!r}: {exc}") from exc
 
+    @classmethod
+    def _rebuild(cls, name: str, method: str | None, static: dict[str, Any],
+                 numeric: dict[str, Any]) -> Element:
+        """An element from its parts, without validation (values may be JAX tracers)."""
+        element = object.__new__(cls)
+        object.__setattr__(element, "name", name)
+        object.__setattr__(element, "method", method)
+        for key, value in {**static, **numeric}.items():
+            object.__setattr__(element, key, value)
+        return element
+
+    @property
+    def has_body(self) -> bool:
+        """Whether tracking changes the particles (False for markers and diagnostics)."""
+        return self.tracker is not None
+
     def replace(self, **params: Any) -> Element:
         """A copy with some parameters replaced (validated like the constructor)."""
         unknown = sorted(set(params) - {f.name for f in dataclasses.fields(self)})
@@ -276,14 +295,7 @@ def _flatten_element(element: Element) -> tuple[tuple[Any, ...], Any]:
 
 def _unflatten_element(aux: Any, children: Any) -> Element:
     cls, name, method, keys, static = aux
-    element = object.__new__(cls)
-    object.__setattr__(element, "name", name)
-    object.__setattr__(element, "method", method)
-    for key, value in static:
-        object.__setattr__(element, key, value)
-    for key, value in zip(keys, children):
-        object.__setattr__(element, key, value)
-    return element
+    return cls._rebuild(name, method, dict(static), dict(zip(keys, children)))
 
 
 @element_record

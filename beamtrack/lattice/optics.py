@@ -62,8 +62,13 @@ def element_maps(
     p0c: Any = DEFAULT_P0C,
     mc2: Any = electron.mc2,
     backend: str | None = None,
+    strict: bool = True,
 ) -> Iterator[tuple[Element, Any, Any, Particles]]:
     """First-order maps ``(element, R, c, probe)`` of every element, in order.
+
+    An element without a first-order map (:class:`~beamtrack.lattice.custom.Custom`)
+    raises :class:`~beamtrack.tracking.errors.ParameterError` naming it, or, with
+    ``strict=False``, gives ``R = c = None`` (the probe still passes through it).
 
     The maps are read off the ``"linear"`` method of each element by tracking the six
     unit vectors and the reference orbit (linear maps are affine, so this is exact);
@@ -74,8 +79,14 @@ def element_maps(
         if element.method not in (None, "linear"):
             element = element.replace(method=None)
         out = element.track(probe, "linear")
-        r, c = _split(out)
-        probe = Particles._from_fields(probe.coords, out.s, out.p0c, out.mc2, probe.alive)
+        probe_after = Particles._from_fields(probe.coords, out.s, out.p0c, out.mc2, probe.alive)
+        if strict and not element.affine_when_linear:
+            raise ParameterError(
+                f"{element.kind} {element.name!r}: a custom element has no first-order map "
+                "that beamtrack can read off; replace it by a LinearMap (e.g. its Jacobian "
+                "from torch.func.jacrev or jax.jacfwd) for optics and ParameterBeam tracking")
+        r, c = _split(out) if element.affine_when_linear else (None, None)
+        probe = probe_after
         yield element, r, c, probe
 
 
@@ -224,7 +235,8 @@ def merged(
         The tracking method the line will be tracked with (as in :meth:`Beamline.track`).
     """
     backend = backend or infer_backend(line)
-    maps = {id(e): (r, c, probe) for e, r, c, probe in element_maps(line, p0c, mc2, backend)}
+    maps = {id(e): (r, c, probe)
+            for e, r, c, probe in element_maps(line, p0c, mc2, backend, strict=False)}
     items: list[Element] = []
     run: list[Element] = []
 
@@ -242,7 +254,7 @@ def merged(
 
     for element, line_method in line._plan(method):
         effective = element.method or line_method
-        if effective == "linear" and element.tracker is not None and element.mergeable:
+        if effective == "linear" and element.has_body and element.mergeable:
             run.append(element)
             continue
         flush()

@@ -65,6 +65,11 @@ def to_dict(item: Element | Beamline) -> dict[str, Any]:
             "method": item.method,
             "elements": [to_dict(i) for i in item.items],
         }
+    if not all(isinstance(v, (str, int, float, tuple, list, type(None)))
+               or array_api_compat.is_array_api_obj(v) for v in item.parameters().values()):
+        raise LatticeFileError(
+            f"{item.kind} {item.name!r}: holds a Python function, which a lattice file "
+            "cannot store; rebuild this element in code after loading the rest")
     out: dict[str, Any] = {"kind": item.kind, "name": item.name}
     if item.method is not None:
         out["method"] = item.method
