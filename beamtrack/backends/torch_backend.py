@@ -71,13 +71,37 @@ class TorchBackend(Backend):
         return bool(torch._C._functorch.is_functorch_wrapped_tensor(array))
 
     def value_and_grad(self, fn: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
-        from torch.func import grad_and_value
+        """``(value, gradient)`` of the scalar ``fn`` with respect to argument ``argnums``.
 
-        wrapped = grad_and_value(fn, argnums=argnums)
+        The argument may be a tensor or a pytree (dict, list, tuple) of tensors and
+        numbers; the gradient has the same structure. Uses reverse-mode autograd on
+        detached copies of the inputs (about half the cost of ``torch.func.grad``'s
+        per-operation wrapping in eager mode); inside a ``torch.func`` transform it
+        falls back to ``torch.func.grad_and_value`` so that transforms compose.
+        """
+        torch = self.module()
+        from torch.func import grad_and_value
+        from torch.utils import _pytree
+
+        functional = grad_and_value(fn, argnums=argnums)
 
         def value_and_grad_fn(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            grad, value = wrapped(*args, **kwargs)
-            return value, grad
+            leaves, spec = _pytree.tree_flatten(args[argnums])
+            if any(isinstance(leaf, torch.Tensor) and self.is_traced(leaf) for leaf in leaves):
+                grad, value = functional(*args, **kwargs)
+                return value, grad
+            inputs = [self.asarray(leaf).detach().requires_grad_(True) for leaf in leaves]
+            call = list(args)
+            call[argnums] = _pytree.tree_unflatten(inputs, spec)
+            with torch.enable_grad():
+                value = fn(*call, **kwargs)
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                raise ValueError(
+                    "value_and_grad: the function must return a scalar tensor, got "
+                    f"{type(value).__name__} of shape {getattr(value, 'shape', None)}")
+            grads = torch.autograd.grad(value, inputs, allow_unused=True) if inputs else ()
+            grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+            return value.detach(), _pytree.tree_unflatten(grads, spec)
 
         return value_and_grad_fn
 
