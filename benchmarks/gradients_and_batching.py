@@ -4,9 +4,11 @@
    against one forward pass, on torch and jax (jitted), and the cost of central finite
    differences (2N forward passes) for comparison.
 2. B corrector settings tracked in one vectorised call (a (B,) kick) against a Python
-   loop of B calls, on NumPy.
+   loop of B calls, on NumPy and torch, for a ParameterBeam and for 1 to 1000
+   particles.
 
-    python benchmarks/gradients_and_batching.py [--quads 100] [--configs 1000] [--json out.json]
+    python benchmarks/gradients_and_batching.py [--quads 100] [--configs 1000]
+        [--torch-threads 1] [--json out.json]
 
 Medians over repeats; quote ratios from one run (the machine is shared).
 """
@@ -72,37 +74,66 @@ def gradient_cost(n_quads: int, repeats: int, particles: int) -> list[dict]:
     return rows
 
 
-def batching_gain(configs: int, repeats: int, particles: int) -> dict:
+def batching_gain(configs: int, repeats: int, particles: int | None,
+                  backend: str = "numpy") -> dict:
+    """``configs`` corrector settings in one call (a ``(configs,)`` kick) vs a loop.
+
+    ``particles=None`` tracks a :class:`~beamtrack.ParameterBeam` (centroid and second
+    moments through the first-order maps) instead of particles.
+    """
     import numpy as np
 
     line = bt.Beamline([bt.Drift("d0", length=1.0), bt.HKicker("hk", kick=0.0),
                         bt.Quadrupole("q", length=0.2, k1=2.0), bt.Drift("d1", length=2.0),
                         bt.Monitor("bpm")])
-    beam = bt.gaussian_particles(particles, sigma=[1e-3, 1e-4, 1e-3, 1e-4, 1e-3, 1e-3],
-                                 p0c=1e9, mc2=bt.electron.mc2)
+    b = bt.backends.get(backend)
+    sigma = [1e-3, 1e-4, 1e-3, 1e-4, 1e-3, 1e-3]
+    if particles is None:
+        beam = bt.ParameterBeam(b.asarray(np.zeros(6)), b.asarray(np.diag(sigma) ** 2),
+                                p0c=1e9, mc2=bt.electron.mc2)
+
+        def centroid(out):
+            return out.mean
+    else:
+        beam = bt.gaussian_particles(particles, sigma=sigma, p0c=1e9, mc2=bt.electron.mc2,
+                                     backend=backend)
+        centroid = bt.statistics.centroid
     kicks = np.linspace(-1e-3, 1e-3, configs)
+    batched = b.asarray(kicks)
 
     def vectorised():
-        return bt.statistics.centroid(line.replace("hk", kick=kicks).track(beam))
+        return b.to_numpy(centroid(line.replace("hk", kick=batched).track(beam)))
 
     def loop():
-        return [bt.statistics.centroid(line.replace("hk", kick=float(k)).track(beam))
+        return [b.to_numpy(centroid(line.replace("hk", kick=float(k)).track(beam)))
                 for k in kicks]
 
+    np.testing.assert_allclose(vectorised()[:3], np.stack(loop()[:3]), rtol=1e-12,
+                               atol=1e-18)
     t_vec = median_time(vectorised, repeats)
     t_loop = median_time(loop, max(1, repeats // 3))
-    return {"configs": configs, "particles": particles, "vectorised_ms": 1e3 * t_vec,
-            "loop_ms": 1e3 * t_loop, "speedup": t_loop / t_vec}
+    return {"backend": backend, "configs": configs,
+            "particles": "ParameterBeam" if particles is None else particles,
+            "vectorised_ms": 1e3 * t_vec, "loop_ms": 1e3 * t_loop, "speedup": t_loop / t_vec}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quads", type=int, default=100)
     parser.add_argument("--configs", type=int, default=1000)
-    parser.add_argument("--particles", type=int, default=1000)
+    parser.add_argument("--particles", type=int, default=100,
+                        help="particles for the gradient measurement")
+    parser.add_argument("--batch-particles", default="beam,1,10,100,1000",
+                        help="particle counts of the batching table ('beam': ParameterBeam)")
+    parser.add_argument("--batch-backends", default="numpy,torch")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--torch-threads", type=int, default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.torch_threads and "torch" in bt.backends.available():
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
 
     grads = gradient_cost(args.quads, args.repeats, args.particles)
     print(f"gradient w.r.t. {args.quads} quadrupole strengths, {args.particles} particles")
@@ -111,13 +142,22 @@ def main() -> None:
     for r in grads:
         print(f"{r['backend']:<8} {r['forward_ms']:>13.2f} {r['gradient_ms']:>14.2f} "
               f"{r['gradient_over_forward']:>12.2f}x {r['finite_differences_over_forward']:>10d}x")
-    batch = batching_gain(args.configs, args.repeats, args.particles)
-    print(f"\n{batch['configs']} corrector settings, {batch['particles']} particles (NumPy): "
-          f"vectorised {batch['vectorised_ms']:.1f} ms, loop {batch['loop_ms']:.1f} ms, "
-          f"speed-up {batch['speedup']:.0f}x")
+    print(f"\n{args.configs} corrector settings: one vectorised call vs a Python loop")
+    print(f"{'backend':<8} {'particles':>13} {'vectorised [ms]':>16} {'loop [ms]':>10} "
+          f"{'speed-up':>9}")
+    batches = []
+    for backend in args.batch_backends.split(","):
+        if backend not in bt.backends.available():
+            continue
+        for count in args.batch_particles.split(","):
+            r = batching_gain(args.configs, args.repeats,
+                              None if count == "beam" else int(count), backend)
+            batches.append(r)
+            print(f"{backend:<8} {r['particles']!s:>13} {r['vectorised_ms']:>16.1f} "
+                  f"{r['loop_ms']:>10.1f} {r['speedup']:>8.0f}x", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"gradients": grads, "batching": batch}, handle, indent=2)
+            json.dump({"gradients": grads, "batching": batches}, handle, indent=2)
 
 
 if __name__ == "__main__":

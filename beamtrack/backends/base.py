@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +42,9 @@ class Backend:
 
     def module(self) -> Any:
         """The imported library module; raises if it is not installed."""
+        loaded = sys.modules.get(self.module_name)
+        if loaded is not None:  # plain lookup: traceable by torch.compile
+            return loaded
         if not self.is_installed():
             raise BackendUnavailableError(
                 f"backend {self.name!r} is not installed; install it with "
