@@ -149,12 +149,13 @@ def test_custom_element_is_a_plain_function():
 def test_torch_compile_fullgraph_of_element_tracking():
     """The tracking core compiles without graph breaks (fullgraph=True) and matches eager."""
     torch = pytest.importorskip("torch")
-    from beamtrack.tracking import track_drift, track_quadrupole
+    # The whole path a user takes: new parameter values, validation, Beamline.track.
+    cell = bt.Beamline([bt.Quadrupole("q", length=0.2, k1=1.0, tilt=0.01, x_offset=1e-4),
+                        bt.Drift("d", length=0.5)])
 
     def step(coords, k1, length):
         p = bt.Particles(coords=coords, p0c=1e9, mc2=bt.electron.mc2)
-        p = track_quadrupole(p, length=0.2, k1=k1, tilt=0.01, x_offset=1e-4)
-        return track_drift(p, length=length).coords
+        return cell.with_parameters({"q.k1": k1, "d.length": length}).track(p).coords
 
     compiled = torch.compile(step, fullgraph=True)
     coords = torch.as_tensor(BEAM.T.copy())
