@@ -10,6 +10,7 @@ trigger a recompile. (Multipole strength tuples are part of the signature.)
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -60,12 +61,25 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
                 out = rebuilt.track(particles, element_method)
                 return out.coords, out.s, out.p0c, out.mc2, out.alive
 
-            cache[key] = torch.compile(step, fullgraph=True, **options)
+            # torch.compile caches compiled code on the function's code object, which
+            # every closure made here shares: give each signature its own code object,
+            # so signatures do not evict one another (recompile limit) or pay guards.
+            code = step.__code__.replace(co_name=f"step_{kind.__name__}_{len(cache)}")
+            own = types.FunctionType(code, step.__globals__, code.co_name, None,
+                                     step.__closure__)
+            cache[key] = torch.compile(own, fullgraph=True, **options)
         values = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=torch.float64)
                   for v in numeric.values()]
         return cache[key], values
 
     def run(particles: Any) -> Any:
+        if (torch.is_grad_enabled() and not particles.coords.requires_grad
+                and any(isinstance(v, torch.Tensor) and v.requires_grad
+                        for element, _ in plan for v in element.numeric_parameters().values())):
+            # Coordinates that need no gradient would get their own compiled variant of
+            # the first element (a guard on requires_grad); a detached copy that
+            # requires grad reuses the variant every later element needs anyway.
+            particles = particles.replace(coords=particles.coords.detach().requires_grad_(True))
         for element, element_method in plan:
             if not element.has_body:
                 continue
