@@ -191,3 +191,18 @@ def test_compile_beamline_compiles_once_per_signature():
     assert len(run.compiled) == count  # new values and a new line reuse the compiled code
     np.testing.assert_allclose(out2.coords.numpy(), other.track(particles).coords.numpy(),
                                rtol=1e-13, atol=1e-19)
+
+
+def test_with_parameters_reaches_nested_lines_in_one_pass():
+    inner = bt.Beamline([bt.Quadrupole("qi", length=0.2, k1=1.0), bt.Drift("di", length=1.0)],
+                        name="inner")
+    outer = bt.Beamline([bt.Quadrupole("qo", length=0.2, k1=-1.0), inner], name="outer")
+    new = outer.with_parameters({"qi.k1": 1.5, "qo.k1": -1.5, "di.length": 2.0,
+                                 "inner.method": "linear"})
+    assert new["qi"].k1 == 1.5 and new["qo"].k1 == -1.5 and new["di"].length == 2.0
+    assert new["inner"].method == "linear" and outer["inner"].method == "bmad"
+    assert new.names() == outer.names()
+    with pytest.raises(KeyError, match="nope"):
+        outer.with_parameters({"qi.k1": 1.0, "nope.k1": 1.0})
+    with pytest.raises(bt.LatticeError, match="only 'method'"):
+        outer.with_parameters({"inner.length": 1.0})

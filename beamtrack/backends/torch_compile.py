@@ -72,18 +72,22 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
                   for v in numeric.values()]
         return cache[key], values
 
+    # The line is immutable, so which compiled function serves each element, and its
+    # parameter tensors, are worked out once (tensors are passed by reference: values
+    # an optimiser updates in place are seen).
+    steps: list[tuple[Callable[..., Any], list[Any]]] = []
+
     def run(particles: Any) -> Any:
+        if not steps:
+            steps.extend(compiled_for(element, element.method or element_method)
+                         for element, element_method in plan if element.has_body)
         if (torch.is_grad_enabled() and not particles.coords.requires_grad
-                and any(isinstance(v, torch.Tensor) and v.requires_grad
-                        for element, _ in plan for v in element.numeric_parameters().values())):
+                and any(v.requires_grad for _, values in steps for v in values)):
             # Coordinates that need no gradient would get their own compiled variant of
             # the first element (a guard on requires_grad); a detached copy that
             # requires grad reuses the variant every later element needs anyway.
             particles = particles.replace(coords=particles.coords.detach().requires_grad_(True))
-        for element, element_method in plan:
-            if not element.has_body:
-                continue
-            fn, values = compiled_for(element, element.method or element_method)
+        for fn, values in steps:
             out = fn(particles.coords, particles.s, particles.p0c, particles.mc2,
                      particles.alive, *values)
             particles = Particles._from_fields(*out)

@@ -158,17 +158,21 @@ class Beamline:
         if rest:
             assert isinstance(target, Beamline)
             items[head] = target._replace_path(rest, params)
-        elif isinstance(target, Beamline):
-            unknown = set(params) - {"method"}
-            if unknown:
-                raise LatticeError(
-                    f"Beamline {target.name!r}: only 'method' can be replaced, not "
-                    f"{', '.join(sorted(unknown))}"
-                )
-            method = params.get("method", target._method)
-            items[head] = Beamline(target._items, target._name, method)
         else:
-            items[head] = target.replace(**params)
+            items[head] = _replaced(target, params)
+        return Beamline(items, self._name, self._method)
+
+    def _replace_many(self, grouped: dict[str, dict[str, Any]]) -> Beamline:
+        """Replace the parameters of many elements in one pass (names already checked)."""
+        items = []
+        for item in self._items:
+            if isinstance(item, Beamline):
+                inner = {k: v for k, v in grouped.items() if k in item._index}
+                if inner:
+                    item = item._replace_many(inner)
+            if item.name in grouped:
+                item = _replaced(item, grouped[item.name])
+            items.append(item)
         return Beamline(items, self._name, self._method)
 
     # -- tracking ------------------------------------------------------------------------
@@ -246,10 +250,11 @@ class Beamline:
             if not sep or not element:
                 raise KeyError(f"parameter key {key!r} must look like 'element.parameter'")
             grouped.setdefault(element, {})[parameter] = value
-        line = self
-        for element, params in grouped.items():
-            line = line.replace(element, **params)
-        return line
+        for element in grouped:
+            if element not in self._index:
+                raise KeyError(
+                    f"Beamline {self._name!r} has no element or beamline named {element!r}")
+        return self._replace_many(grouped)
 
     def merged(
         self,
@@ -390,6 +395,19 @@ class Beamline:
 
     def __repr__(self) -> str:
         return f"Beamline({self._name!r}, {len(self)} elements, method={self._method!r})"
+
+
+def _replaced(item: Item, params: dict[str, Any]) -> Item:
+    """``item`` with ``params`` replaced (only ``method`` for a nested beamline)."""
+    if isinstance(item, Beamline):
+        unknown = set(params) - {"method"}
+        if unknown:
+            raise LatticeError(
+                f"Beamline {item.name!r}: only 'method' can be replaced, not "
+                f"{', '.join(sorted(unknown))}"
+            )
+        return Beamline(item._items, item._name, params.get("method", item._method))
+    return item.replace(**params)
 
 
 def _flatten_line(line: Beamline) -> tuple[tuple[Any, ...], Any]:
