@@ -36,7 +36,10 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
     callable
         Tracks like ``line.track(particles, method)``. Compiled functions are cached
         by element signature across lines (the attribute ``compiled`` is that cache), so
-        another line or new parameter values reuse them.
+        another line or new parameter values reuse them. The function is tied to
+        ``line``: tensor parameters are read at every call (so in-place updates by an
+        optimiser are seen); for other values, call ``compile_beamline`` on the new line
+        (cheap: nothing is recompiled).
     """
     import torch
 
