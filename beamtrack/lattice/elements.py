@@ -591,8 +591,22 @@ class Multipole(Element):
     sequence_parameters = ("knl", "ksl")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class _SinglePlaneCorrector(Element):
+    """Parameters shared by :class:`HKicker` and :class:`VKicker` (not a kind)."""
+
+    length: Any = 0.0
+    kick: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    integer_parameters = ("num_steps",)
+
+
 @element_record
-class HKicker(Element):
+class HKicker(_SinglePlaneCorrector):
     """Horizontal orbit corrector (Bmad ``hkicker``).
 
     Parameters
@@ -611,19 +625,11 @@ class HKicker(Element):
         Offsets [m].
     """
 
-    length: Any = 0.0
-    kick: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-
     tracker = staticmethod(track_hkicker)
-    integer_parameters = ("num_steps",)
 
 
 @element_record
-class VKicker(Element):
+class VKicker(_SinglePlaneCorrector):
     """Vertical orbit corrector (Bmad ``vkicker``).
 
     Parameters
@@ -642,15 +648,7 @@ class VKicker(Element):
         Offsets [m].
     """
 
-    length: Any = 0.0
-    kick: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-
     tracker = staticmethod(track_vkicker)
-    integer_parameters = ("num_steps",)
 
 
 @element_record
@@ -716,8 +714,24 @@ class Solenoid(Element):
     integer_parameters = ("num_steps",)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class _Cavity(Element):
+    """Parameters shared by the RF cavity records (not registered as a kind)."""
+
+    length: Any = 0.0
+    voltage: Any = 0.0
+    phi0: Any = 0.0
+    frequency: Any = 0.0
+    num_steps: int = 1
+    tilt: Any = 0.0
+    x_offset: Any = 0.0
+    y_offset: Any = 0.0
+
+    integer_parameters = ("num_steps",)
+
+
 @element_record
-class RFCavity(Element):
+class RFCavity(_Cavity):
     """RF cavity without reference energy change (Bmad ``rfcavity``, kick-drift-kick).
 
     Parameters
@@ -738,21 +752,11 @@ class RFCavity(Element):
         Misalignments [rad, m] (no effect on this axially symmetric model).
     """
 
-    length: Any = 0.0
-    voltage: Any = 0.0
-    phi0: Any = 0.0
-    frequency: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-
     tracker = staticmethod(track_rfcavity)
-    integer_parameters = ("num_steps",)
 
 
 @element_record
-class LCavity(Element):
+class LCavity(_Cavity):
     """Accelerating cavity (Bmad ``lcavity``, stair-step standing-wave model); the
     reference momentum changes by the reference particle's energy gain
     ``voltage cos(2 pi phi0)``.
@@ -777,25 +781,16 @@ class LCavity(Element):
         ``"standing_wave"`` (default) or ``"traveling_wave"`` (no ponderomotive kicks).
     """
 
-    length: Any = 0.0
-    voltage: Any = 0.0
-    phi0: Any = 0.0
-    frequency: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
     cavity_type: str = "standing_wave"
 
     tracker = staticmethod(track_lcavity)
     #: Changes the reference momentum: a fused linear map cannot carry that.
     mergeable = False
-    integer_parameters = ("num_steps",)
     choice_parameters = {"cavity_type": CAVITY_TYPES}
 
 
 @element_record
-class CrabCavity(Element):
+class CrabCavity(_Cavity):
     """Transverse deflecting (crab) cavity (Bmad ``crab_cavity``).
 
     Parameters
@@ -818,17 +813,7 @@ class CrabCavity(Element):
         Offsets [m].
     """
 
-    length: Any = 0.0
-    voltage: Any = 0.0
-    phi0: Any = 0.0
-    frequency: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-
     tracker = staticmethod(track_crab_cavity)
-    integer_parameters = ("num_steps",)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)
