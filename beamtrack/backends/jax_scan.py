@@ -157,10 +157,10 @@ def scan_track(line: Any, particles: Any, method: str | None = None) -> Any:
         # other kinds repeat a valid row (they are never used).
         stacked = []
         for kind in order:
-            idx = members[kind]
-            rows = [idx.index(i) if kinds[i] == kind else 0 for i in range(start, stop)]
+            row_of = {i: row for row, i in enumerate(members[kind])}
+            rows = [row_of.get(i, 0) for i in range(start, stop)]
             stacked.append([jnp.take(column, jnp.asarray(rows), axis=0)
-                            for column in stack([plan[i][0] for i in idx])])
+                            for column in stack([plan[i][0] for i in members[kind]])])
         trackers = [tracker(*plan[members[kind][0]]) for kind in order]
 
         def branch(b: int) -> Any:
@@ -178,8 +178,8 @@ def scan_track(line: Any, particles: Any, method: str | None = None) -> Any:
         return jax.lax.scan(body, state, (jnp.asarray(branch_of), stacked))[0]
 
     # Broadcast the particles to the batch shape of every parameter.
-    shapes = [np.shape(leaf) if not hasattr(leaf, "shape") else leaf.shape
-              for element, _ in plan for leaf in jax.tree_util.tree_leaves(element)]
+    shapes = [np.shape(leaf) for element, _ in plan
+              for leaf in jax.tree_util.tree_leaves(element)]
     batch = jnp.broadcast_shapes(particles.coords.shape[:-2], *shapes)
     state = _broadcast_particles(particles, batch)
 

@@ -147,23 +147,18 @@ class Beamline:
 
         For a nested beamline ``name``, ``method`` may be replaced.
         """
-        if name not in self._index:
-            raise KeyError(f"Beamline {self._name!r} has no element or beamline named {name!r}")
-        return self._replace_path(self._index[name], params)
+        return self._replace_grouped({name: params})
 
-    def _replace_path(self, path: Sequence[int], params: dict[str, Any]) -> Beamline:
-        items = list(self._items)
-        head, rest = path[0], path[1:]
-        target = items[head]
-        if rest:
-            assert isinstance(target, Beamline)
-            items[head] = target._replace_path(rest, params)
-        else:
-            items[head] = _replaced(target, params)
-        return Beamline(items, self._name, self._method)
+    def _replace_grouped(self, grouped: dict[str, dict[str, Any]]) -> Beamline:
+        """Replace ``{element name: {parameter: value}}`` in one pass over the line."""
+        for name in grouped:
+            if name not in self._index:
+                raise KeyError(
+                    f"Beamline {self._name!r} has no element or beamline named {name!r}")
+        return self._replace_many(grouped)
 
     def _replace_many(self, grouped: dict[str, dict[str, Any]]) -> Beamline:
-        """Replace the parameters of many elements in one pass (names already checked)."""
+        """:meth:`_replace_grouped` after its name check."""
         items = []
         for item in self._items:
             if isinstance(item, Beamline):
@@ -250,11 +245,7 @@ class Beamline:
             if not sep or not element:
                 raise KeyError(f"parameter key {key!r} must look like 'element.parameter'")
             grouped.setdefault(element, {})[parameter] = value
-        for element in grouped:
-            if element not in self._index:
-                raise KeyError(
-                    f"Beamline {self._name!r} has no element or beamline named {element!r}")
-        return self._replace_many(grouped)
+        return self._replace_grouped(grouped)
 
     def merged(
         self,

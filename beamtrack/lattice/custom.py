@@ -14,14 +14,11 @@ import keyword
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from beamtrack.backends.pytrees import ensure_registered
 from beamtrack.lattice.elements import Element, element_record
 from beamtrack.lattice.errors import UnknownParameterError
-from beamtrack.lattice.validation import check_parameter
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.parameters import as_parameter, per_particle
 from beamtrack.tracking.particles import Particles
-from beamtrack.tracking.stepping import METHODS
 
 #: Names a custom parameter may not take (they are fields of every element).
 _RESERVED = frozenset({"name", "method", "function", "length", "values"})
@@ -74,39 +71,27 @@ class Custom(Element):
 
     mergeable = False
     affine_when_linear = False
+    callable_parameters = ("function",)
+    nonnegative_parameters = ("length",)
 
     def __post_init__(self) -> None:
-        ensure_registered()
-        where = f"Custom {self.name!r}"
-        if not isinstance(self.name, str) or not self.name:
-            raise ParameterError(f"Custom: name must be a non-empty string, got {self.name!r}")
-        if not callable(self.function):
-            raise ParameterError(
-                f"{where}: parameter 'function' must be callable, got "
-                f"{type(self.function).__name__}")
         if not isinstance(self.values, Mapping):
-            raise ParameterError(f"{where}: parameter 'values' must be a mapping of names "
-                                 f"to numbers or arrays, got {type(self.values).__name__}")
+            raise ParameterError(f"Custom {self.name!r}: parameter 'values' must be a mapping "
+                                 f"of names to numbers or arrays, got "
+                                 f"{type(self.values).__name__}")
         for key in self.values:
             if (not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key)
                     or key in _RESERVED):
                 raise ParameterError(
-                    f"{where}: custom parameter name {key!r} must be a Python identifier "
-                    f"other than {', '.join(sorted(_RESERVED))}")
-        if self.method is not None and self.method not in METHODS:
-            raise ParameterError(f"{where}: parameter 'method' must be one of "
-                                 f"{', '.join(METHODS)} or None, got {self.method!r}")
+                    f"Custom {self.name!r}: custom parameter name {key!r} must be a Python "
+                    f"identifier other than {', '.join(sorted(_RESERVED))}")
         object.__setattr__(self, "values", dict(self.values))
-        for key, value in self.numeric_parameters().items():
-            check_parameter("Custom", self.name, key, value, False, key == "length")
+        # Name, method, the function and every numeric value, as for any element.
+        super().__post_init__()
 
     def parameters(self) -> dict[str, Any]:
         """``function``, ``length`` and the custom ``values``, flattened."""
         return {"function": self.function, "length": self.length, **self.values}
-
-    def numeric_parameters(self) -> dict[str, Any]:
-        """``length`` and the custom values (what gradients and batching act on)."""
-        return {"length": self.length, **self.values}
 
     @property
     def has_body(self) -> bool:

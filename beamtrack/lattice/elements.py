@@ -131,6 +131,8 @@ class Element:
     #: Parameters that are tuples of positive Python numbers: ``{name: (size, type)}``
     #: with type ``int`` or ``float``. Lists (as read from lattice files) become tuples.
     tuple_parameters: ClassVar[dict[str, tuple[int, type]]] = {}
+    #: Parameters that hold a Python callable (the function of :class:`Custom`).
+    callable_parameters: ClassVar[tuple[str, ...]] = ()
     #: Observation function of diagnostics, ``(particles, **parameters) -> array``
     #: (Monitor reading, Screen image); ``None`` for elements that observe nothing.
     observer: ClassVar[Callable[..., Any] | None] = None
@@ -152,7 +154,11 @@ class Element:
             if key in self.sequence_parameters:
                 object.__setattr__(self, key, check_sequence(kind, self.name, key, value))
                 continue
-            if key in self.choice_parameters:
+            if key in self.callable_parameters:
+                if not callable(value):
+                    raise ParameterError(f"{kind} {self.name!r}: parameter {key!r} must be "
+                                         f"callable, got {type(value).__name__}")
+            elif key in self.choice_parameters:
                 check_choice(kind, self.name, key, value, self.choice_parameters[key])
             elif key in self.tuple_parameters:
                 size, entry_type = self.tuple_parameters[key]
@@ -182,8 +188,8 @@ class Element:
         Leaves out integers (``num_steps``, ``seed``), choices (strings), fixed tuples
         (screen ``resolution``) and unset optional values (``None``).
         """
-        fixed = set(self.integer_parameters) | set(self.choice_parameters) | set(
-            self.tuple_parameters)
+        fixed = (set(self.integer_parameters) | set(self.choice_parameters)
+                 | set(self.tuple_parameters) | set(self.callable_parameters))
         return {k: v for k, v in self.parameters().items() if k not in fixed and v is not None}
 
     @property

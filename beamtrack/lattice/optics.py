@@ -78,15 +78,14 @@ def element_maps(
     for element in line:
         if element.method not in (None, "linear"):
             element = element.replace(method=None)
-        out = element.track(probe, "linear")
-        probe_after = Particles._from_fields(probe.coords, out.s, out.p0c, out.mc2, probe.alive)
         if strict and not element.affine_when_linear:
             raise ParameterError(
                 f"{element.kind} {element.name!r}: a custom element has no first-order map "
                 "that beamtrack can read off; replace it by a LinearMap (e.g. its Jacobian "
                 "from torch.func.jacrev or jax.jacfwd) for optics and ParameterBeam tracking")
+        out = element.track(probe, "linear")
         r, c = _split(out) if element.affine_when_linear else (None, None)
-        probe = probe_after
+        probe = Particles._from_fields(probe.coords, out.s, out.p0c, out.mc2, probe.alive)
         yield element, r, c, probe
 
 
