@@ -197,14 +197,13 @@ def _broadcast_particles(particles: Any, batch: tuple[int, ...]) -> Any:
     import jax
     import jax.numpy as jnp
 
-    from beamtrack.tracking.particles import Particles
-
     n = particles.coords.shape[-1]
 
     def fix(a: Any, shape: tuple[int, ...]) -> Any:
         return jax.lax.convert_element_type(jnp.broadcast_to(a, shape), a.dtype)
 
-    return Particles._from_fields(
+    # The particles' own class: backends/ does not import tracking/.
+    return type(particles)._from_fields(
         fix(particles.coords, batch + (6, n)),
         fix(particles.s, batch),
         fix(particles.p0c, batch),

@@ -43,23 +43,24 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
     """
     import torch
 
-    from beamtrack.tracking.particles import Particles
-
     plan = list(line._plan(method))
     cache = _CACHE
 
-    def compiled_for(element: Any, element_method: str) -> tuple[Callable[..., Any], list[Any]]:
+    def compiled_for(element: Any, element_method: str,
+                     record: type) -> tuple[Callable[..., Any], list[Any]]:
+        # ``record`` is the particles' class (backends/ does not import tracking/).
         numeric = {k: v for k, v in element.numeric_parameters().items()
                    if not isinstance(v, tuple)}
         static = tuple((k, v) for k, v in element.parameters().items() if k not in numeric)
-        key = (type(element), element_method, static, tuple(numeric), tuple(sorted(options)))
+        key = (type(element), element_method, static, tuple(numeric), tuple(sorted(options)),
+               record)
         if key not in cache:
             keys = tuple(numeric)
             fixed = dict(static)
             kind, name = type(element), element.name
 
             def step(coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any, *values: Any) -> Any:
-                particles = Particles._from_fields(coords, s, p0c, mc2, alive)
+                particles = record._from_fields(coords, s, p0c, mc2, alive)
                 rebuilt = kind._rebuild(name, element_method, fixed, dict(zip(keys, values)))
                 out = rebuilt.track(particles, element_method)
                 return out.coords, out.s, out.p0c, out.mc2, out.alive
@@ -82,7 +83,8 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
 
     def run(particles: Any) -> Any:
         if not steps:
-            steps.extend(compiled_for(element, element.method or element_method)
+            steps.extend(compiled_for(element, element.method or element_method,
+                                      type(particles))
                          for element, element_method in plan if element.has_body)
         if (torch.is_grad_enabled() and not particles.coords.requires_grad
                 and any(v.requires_grad for _, values in steps for v in values)):
@@ -93,7 +95,7 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
         for fn, values in steps:
             out = fn(particles.coords, particles.s, particles.p0c, particles.mc2,
                      particles.alive, *values)
-            particles = Particles._from_fields(*out)
+            particles = type(particles)._from_fields(*out)
         return particles
 
     run.compiled = cache  # type: ignore[attr-defined]
