@@ -13,7 +13,8 @@ from typing import Any
 
 import array_api_compat
 
-from beamtrack.tracking.stepping import Six
+#: The six coordinates ``(x, px, y, py, z, pz)`` as a tuple of arrays.
+Six = tuple[Any, Any, Any, Any, Any, Any]
 
 
 def _rotate(six: Six, angle: Any) -> Six:

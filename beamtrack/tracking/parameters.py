@@ -10,7 +10,7 @@ import array_api_compat
 from beamtrack.tracking.errors import ParameterError
 
 
-def as_parameter(value: Any, like: Any, name: str) -> Any:
+def as_parameter(value: Any, like: Any, name: str, element: str | None = None) -> Any:
     """Return ``value`` as an array with the dtype and device of ``like``.
 
     Parameters
@@ -21,6 +21,8 @@ def as_parameter(value: Any, like: Any, name: str) -> Any:
         An array of the particles (gives namespace, dtype and device).
     name
         Parameter name, for error messages.
+    element
+        Label of the element or tracking function, for error messages.
 
     Raises
     ------
@@ -32,12 +34,14 @@ def as_parameter(value: Any, like: Any, name: str) -> Any:
     dtype = like.dtype
     device = array_api_compat.device(like)
     if isinstance(value, bool):
-        raise ParameterError(f"parameter {name!r} must be a number or an array, got a bool")
+        raise ParameterError(f"parameter {name!r} must be a number or an array, got a bool",
+                             element=element)
     if isinstance(value, numbers.Real):
         return xp.asarray(float(value), dtype=dtype, device=device)
     if not array_api_compat.is_array_api_obj(value):
         raise ParameterError(
-            f"parameter {name!r} must be a number or an array, got {type(value).__name__}"
+            f"parameter {name!r} must be a number or an array, got {type(value).__name__}",
+            element=element,
         )
     try:
         value_xp = array_api_compat.array_namespace(value, like)
@@ -47,7 +51,8 @@ def as_parameter(value: Any, like: Any, name: str) -> Any:
         raise ParameterError(
             f"parameter {name!r} is a {type(value).__module__.split('.')[0]} array but the "
             f"particles are {type(like).__module__.split('.')[0]} arrays; move one of them "
-            "(Particles.to_backend) so that both live in the same library"
+            "(Particles.to_backend) so that both live in the same library",
+            element=element,
         )
     if value.dtype != dtype:
         value = xp.astype(value, dtype)

@@ -6,23 +6,19 @@ from typing import Any
 
 import array_api_compat
 
-from beamtrack.tracking.frames import from_element_frame, to_element_frame
-from beamtrack.tracking.kinematics import (
-    inverse_gamma0_squared,
-    low_energy_z_correction,
-    unphysical_momentum,
-)
-from beamtrack.tracking.linear import apply_linear_map, matrix6, rotation_matrix
-from beamtrack.tracking.parameters import as_parameter, per_particle
+from beamtrack.tracking.frames import from_element_frame
+from beamtrack.tracking.kinematics import inverse_gamma0_squared, low_energy_z_correction
+from beamtrack.tracking.linear import matrix6, rotation_matrix
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.special import cos_sinc, sinc_derivative
 from beamtrack.tracking.stepping import (
+    Body,
+    Build,
     Six,
-    assemble,
-    check_method,
     check_num_steps,
-    freeze,
-    safe,
+    checked,
+    prepare,
+    track_element,
 )
 
 
@@ -151,6 +147,18 @@ def quadrupole_matrix(length: Any, k1: Any, p0c: Any, mc2: Any) -> Any:
     return quadrupole_map(length, k1, p0c, mc2)[0]
 
 
+def _quadrupole_body(num_steps: int) -> Build:
+    """The "bmad" quadrupole as a :class:`~beamtrack.tracking.stepping.Body`:
+    ``num_steps`` exact paraxial slices, each losing particles left unphysical."""
+
+    def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+        step_length = p["length"] / num_steps
+        step = checked(lambda six: quadrupole_body_step(six, p["k1"], step_length, p0c, mc2))
+        return Body([step] * num_steps, offsets=(p["x_offset"], p["y_offset"], p["tilt"]))
+
+    return build
+
+
 def track_quadrupole(
     particles: Particles,
     *,
@@ -175,7 +183,7 @@ def track_quadrupole(
         horizontally (for the reference species, as in Bmad). Any sign, and zero.
     num_steps
         Number of body slices (``"bmad"`` method). The paraxial body is exact per
-        slice, so slicing only matters for loss checks and later for multipoles.
+        slice, so slicing only matters for loss checks.
     tilt
         Rotation about the s axis [rad]; ``pi/4`` makes a skew quadrupole.
     x_offset, y_offset
@@ -183,7 +191,9 @@ def track_quadrupole(
     method
         ``"bmad"``: Bmad's "bmad_standard" quadrupole (paraxial body, chromatic
         focusing ``K1/(1+pz)``, path-length terms and the low-energy z correction).
-        ``"linear"``: first-order map about the reference orbit.
+        ``"linear"``: first-order map about the reference orbit (closed form,
+        :func:`quadrupole_map`). ``"second_order"``: second-order Taylor map of the
+        ``"bmad"`` model.
 
     Returns
     -------
@@ -191,34 +201,11 @@ def track_quadrupole(
         Outgoing particles, ``s`` advanced by ``length``. Every parameter may have
         batch shape ``(*batch)``, broadcast against particles of shape ``(*batch, n)``.
     """
-    check_method(method, "quadrupole")
-    num_steps = check_num_steps(num_steps, "quadrupole")
-    c = particles.coords
-    length = as_parameter(length, c, "length")
-    k1 = as_parameter(k1, c, "k1")
-    tilt = as_parameter(tilt, c, "tilt")
-    x_offset = as_parameter(x_offset, c, "x_offset")
-    y_offset = as_parameter(y_offset, c, "y_offset")
-    if method == "linear":
-        r, const = quadrupole_map(
-            length, k1, particles.p0c, particles.mc2, x_offset, y_offset, tilt
-        )
-        return apply_linear_map(particles, r, const, length)
-
-    xp = array_api_compat.array_namespace(c)
-    p0c, mc2 = per_particle(particles.p0c), per_particle(particles.mc2)
-    k1_n, step = per_particle(k1), per_particle(length / num_steps)
-    offsets = (per_particle(x_offset), per_particle(y_offset), per_particle(tilt))
-    lab = particles.unpack()
-    entering = particles.alive & ~unphysical_momentum(lab[1], lab[3], lab[5])
-    alive = entering
-    body = to_element_frame(lab, *offsets)
-    for _ in range(num_steps):
-        new = quadrupole_body_step(safe(xp, alive, body), k1_n, step, p0c, mc2)
-        alive = alive & ~unphysical_momentum(new[1], new[3], new[5])
-        body = freeze(xp, alive, new, body)
-    # Particles lost before this element or at its entrance keep their coordinates
-    # exactly (no round trip through the element frame); those lost inside keep the
-    # laboratory coordinates of their point of loss.
-    out = freeze(xp, entering, from_element_frame(body, *offsets), lab)
-    return assemble(particles, out, alive, length)
+    element = "quadrupole"
+    num_steps = check_num_steps(num_steps, element)
+    p = prepare(particles, element, method, length=length, k1=k1, tilt=tilt,
+                x_offset=x_offset, y_offset=y_offset)
+    return track_element(
+        particles, _quadrupole_body(num_steps), p, length=p["length"], method=method,
+        linear=lambda: quadrupole_map(p["length"], p["k1"], particles.p0c, particles.mc2,
+                                      p["x_offset"], p["y_offset"], p["tilt"]))

@@ -1,23 +1,52 @@
-"""Shared bookkeeping of element tracking: survival, freezing and the new record."""
+"""The stepping framework: one integrator for every element with a body.
+
+An element's ``"bmad"`` model is a :class:`Body`: a sequence of steps in the element
+frame (edges, kicks, drifts, exact body slices, changes of reference), plus the frame
+change at its ends (misalignment) and, for accelerating elements, the exit reference
+momentum. :func:`track_body` runs it on particles and owns everything the elements
+used to repeat: entering the element frame, the loss rules (a step computes on
+:func:`safe` coordinates, particles it loses keep the coordinates they had before it,
+see :func:`freeze`), leaving the frame and assembling the new record.
+
+The other two methods are derived from the same model: :func:`taylor_map` runs the
+``Body`` on truncated power series (:mod:`~beamtrack.tracking.jets`) seeded at the
+laboratory reference orbit, which gives the exact first-order map ``(R, c)``
+(``"linear"``) or the second-order map ``(R, c, T)`` (``"second_order"``), and
+:func:`apply_map` applies it to the particles. An element module therefore writes its
+physics once, as a function ``build(p, p0c, mc2) -> Body`` of its parameters, and calls
+:func:`track_element`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import array_api_compat
+
+from beamtrack.tracking import jets
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.frames import Six, from_element_frame, to_element_frame
+from beamtrack.tracking.kinematics import unphysical_momentum
+from beamtrack.tracking.parameters import as_parameter, per_particle
 from beamtrack.tracking.particles import Particles
 
-Six = tuple[Any, Any, Any, Any, Any, Any]
+#: A step of a body: coordinates -> (new coordinates, mask of particles it keeps or None).
+Step = Callable[[Six], tuple[Six, Any]]
 
 #: Tracking methods every element with a body provides.
-METHODS = ("bmad", "linear")
+METHODS = ("bmad", "linear", "second_order")
+#: Order of the Taylor map of each map-based method.
+MAP_ORDER = {"linear": 1, "second_order": 2}
 
 
 def check_method(method: str, element: str) -> str:
     """Validate a tracking method name."""
     if method not in METHODS:
         raise ParameterError(
-            f"{element}: unknown tracking method {method!r}; choose one of {', '.join(METHODS)}"
+            f"unknown tracking method {method!r}; choose one of {', '.join(METHODS)}",
+            element=element,
         )
     return method
 
@@ -25,10 +54,21 @@ def check_method(method: str, element: str) -> str:
 def check_num_steps(num_steps: Any, element: str) -> int:
     """Validate ``num_steps`` (a Python integer >= 1: it sets the loop length)."""
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ParameterError(
-            f"{element}: num_steps must be an integer >= 1, got {num_steps!r}"
-        )
+        raise ParameterError(f"num_steps must be an integer >= 1, got {num_steps!r}",
+                             element=element)
     return num_steps
+
+
+def prepare(particles: Particles, element: str, method: str,
+            **params: Any) -> dict[str, Any]:
+    """Validate ``method`` and convert every parameter to an array of the particles'
+    library, dtype and device (errors name ``element`` and the parameter)."""
+    check_method(method, element)
+    c = particles.coords
+    return {k: as_parameter(v, c, k, element=element) for k, v in params.items()}
+
+
+# -- loss bookkeeping -------------------------------------------------------------------
 
 
 def freeze(xp: Any, alive: Any, new: Six, old: Six) -> Six:
@@ -50,14 +90,222 @@ def safe(xp: Any, alive: Any, coords: Six) -> Six:
     return tuple(xp.where(alive, c, zero) for c in coords)  # type: ignore[return-value]
 
 
-def assemble(particles: Particles, coords: Six, alive: Any, length: Any) -> Particles:
-    """Stack tracked coordinates into a new record, advanced by ``length`` in ``s``."""
+def physical(six: Six) -> Any:
+    """Mask of particles whose momentum lets them move forward (see
+    :func:`~beamtrack.tracking.kinematics.unphysical_momentum`)."""
+    return ~unphysical_momentum(six[1], six[3], six[5])
+
+
+def checked(update: Callable[[Six], Six]) -> Step:
+    """A step that applies ``update`` and loses particles left with an unphysical
+    momentum (``px^2 + py^2 >= (1+pz)^2``); they keep their coordinates from before."""
+
+    def step(six: Six) -> tuple[Six, Any]:
+        new = update(six)
+        return new, physical(new)
+
+    return step
+
+
+@dataclasses.dataclass(frozen=True)
+class Everyone:
+    """A step applied to every particle, lost ones included, with no loss check
+    (a change of reference momentum: lost particles are re-expressed too)."""
+
+    update: Callable[[Six], Six]
+
+
+@dataclasses.dataclass(frozen=True)
+class Body:
+    """An element's ``"bmad"`` model in its own frame.
+
+    Parameters
+    ----------
+    steps
+        Steps in order: :data:`Step` callables or :class:`Everyone`.
+    offsets
+        ``(x_offset, y_offset, tilt)`` [m, m, rad] of the element frame (entrance and
+        exit misalignment, :mod:`~beamtrack.tracking.frames`), or ``None``.
+    p0c_out
+        Reference momentum after the element [eV] (accelerating elements), or ``None``.
+    outside
+        Maps the laboratory coordinates of particles that never enter the body (lost
+        before it) to the exit reference, or ``None`` (unchanged).
+    admits
+        Mask of batch entries whose element admits particles at all (an lcavity whose
+        reference would fall below rest energy does not), or ``None``.
+    """
+
+    steps: Sequence[Step | Everyone]
+    offsets: tuple[Any, Any, Any] | None = None
+    p0c_out: Any = None
+    outside: Callable[[Six], Six] | None = None
+    admits: Any = None
+
+
+def integrate(six: Six, alive: Any, steps: Sequence[Step | Everyone]) -> tuple[Six, Any]:
+    """Run ``steps`` on coordinates ``six`` of particles flagged ``alive``.
+
+    Each step computes on :func:`safe` coordinates; a particle it loses keeps the
+    coordinates it had before the step (:func:`freeze`).
+    """
+    xp = array_api_compat.array_namespace(six[0])
+    for step in steps:
+        if isinstance(step, Everyone):
+            six = step.update(six)
+            continue
+        new, ok = step(safe(xp, alive, six))
+        if ok is not None:
+            alive = alive & ok
+        six = freeze(xp, alive, new, six)
+    return six, alive
+
+
+def run_body(lab: Six, alive: Any, body: Body) -> tuple[Six, Any]:
+    """The whole ``"bmad"`` map of a body, laboratory to laboratory coordinates.
+
+    Particles lost before the element or at its entrance keep their coordinates exactly
+    (no round trip through the element frame; only :attr:`Body.outside` applies);
+    those lost inside keep the laboratory coordinates of their point of loss.
+    """
+    xp = array_api_compat.array_namespace(lab[0])
+    entering = alive & physical(lab)
+    if body.admits is not None:
+        entering = entering & body.admits
+    six = to_element_frame(lab, *body.offsets) if body.offsets is not None else lab
+    six, alive = integrate(six, entering, body.steps)
+    if body.offsets is not None:
+        six = from_element_frame(six, *body.offsets)
+    outside = body.outside(lab) if body.outside is not None else lab
+    return freeze(xp, entering, six, outside), alive
+
+
+def assemble(particles: Particles, coords: Six, alive: Any, length: Any,
+             p0c: Any = None) -> Particles:
+    """Stack tracked coordinates into a new record, advanced by ``length`` in ``s``
+    (and with the reference momentum ``p0c`` if given)."""
     xp = particles.xp
     *parts, alive = xp.broadcast_arrays(*coords, alive)
     return Particles._from_fields(
         xp.stack(parts, axis=-2),
         particles.s + length,
-        particles.p0c,
+        particles.p0c if p0c is None else p0c,
         particles.mc2,
         alive,
     )
+
+
+# -- the three methods ----------------------------------------------------------------------
+
+Build = Callable[[dict[str, Any], Any, Any], Body]
+
+
+def track_body(particles: Particles, build: Build, params: dict[str, Any],
+               length: Any) -> Particles:
+    """Track ``particles`` through the ``"bmad"`` model ``build(p, p0c, mc2)``.
+
+    ``params`` are arrays of shape ``(*batch)`` (see :func:`prepare`); ``build`` gets
+    them and the reference as ``(*batch, 1)`` arrays broadcasting over particles.
+    """
+    p = {k: per_particle(v) for k, v in params.items()}
+    body = build(p, per_particle(particles.p0c), per_particle(particles.mc2))
+    out, alive = run_body(particles.unpack(), particles.alive, body)
+    p0c_out = None if body.p0c_out is None else body.p0c_out[..., 0]
+    return assemble(particles, out, alive, length, p0c_out)
+
+
+def _zero_orbit(params: dict[str, Any], p0c: Any, mc2: Any,
+                order: int) -> tuple[Six, dict[str, Any], Any, Any]:
+    """Seeded jets of the zero laboratory orbit (one particle per batch entry) and the
+    parameters and reference as constant jets, all of the common batch shape."""
+    values = [*params.values(), p0c, mc2]
+    xp = array_api_compat.array_namespace(*values)
+    zero = xp.zeros_like(xp.broadcast_arrays(*values)[0])
+    col = zero[..., None]
+    lab = jets.seed([col] * 6, order)
+
+    def const(v: Any) -> Any:
+        return jets.constant(per_particle(v + zero), order)
+
+    return lab, {k: const(v) for k, v in params.items()}, const(p0c), const(mc2)
+
+
+def taylor_map(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
+               order: int) -> tuple[Any, ...]:
+    """Taylor map of the ``"bmad"`` model about the laboratory reference orbit.
+
+    Returns ``(R, c, T, p0c_out)`` with ``R`` of shape ``(*batch, 6, 6)``, ``c``
+    ``(*batch, 6)`` and, for ``order=2``, ``T`` of shape ``(*batch, 6, 6, 6)``
+    (``None`` for ``order=1``): the map is
+    ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2``. ``p0c_out`` is the exit reference
+    momentum (``None`` if unchanged).
+    """
+    lab, p, p0c_j, mc2_j = _zero_orbit(params, p0c, mc2, order)
+    body = build(p, p0c_j, mc2_j)
+    xp = array_api_compat.array_namespace(lab[0].v)
+    alive = xp.ones(lab[0].v.shape, dtype=xp.bool, device=array_api_compat.device(lab[0].v))
+    out, _ = run_body(lab, alive, body)
+    if order == 2:
+        r, c, t = jets.second_order_map(out)
+    else:
+        (r, c), t = jets.first_order_map(out), None
+    p0c_out = body.p0c_out
+    if isinstance(p0c_out, jets.Jet):
+        p0c_out = p0c_out.v
+    return r, c, t, None if p0c_out is None else p0c_out[..., 0]
+
+
+def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
+              p0c_out: Any = None) -> Particles:
+    """Apply the Taylor map ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2`` (``t`` may be
+    ``None``) to the alive particles; lost ones keep their coordinates. A map never
+    loses particles. ``s`` advances by ``length`` [m]."""
+    xp = particles.xp
+    coords = particles.coords
+    new = xp.matmul(r, coords) + c[..., None]
+    if t is not None:
+        n = coords.shape[-1]
+        pairs = coords[..., :, None, :] * coords[..., None, :, :]
+        batch = pairs.shape[:-3]
+        quad = xp.matmul(xp.reshape(t, t.shape[:-3] + (6, 36)),
+                         xp.reshape(pairs, batch + (36, n)))
+        new = new + 0.5 * quad
+    alive = particles.alive
+    new = xp.where(alive[..., None, :], new, coords)
+    alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
+    return Particles._from_fields(new, particles.s + length,
+                                  particles.p0c if p0c_out is None else p0c_out,
+                                  particles.mc2, alive)
+
+
+def track_element(particles: Particles, build: Build, params: dict[str, Any], *,
+                  length: Any, method: str,
+                  linear: Callable[[], tuple[Any, Any]] | None = None) -> Particles:
+    """Track through an element given by its ``"bmad"`` model, with any method.
+
+    Parameters
+    ----------
+    particles
+        Incoming particles.
+    build
+        ``build(p, p0c, mc2) -> Body``: the element's model; ``p`` maps parameter names
+        to arrays (or jets) of shape ``(*batch, 1)``.
+    params
+        The element's parameters as arrays of shape ``(*batch)`` (:func:`prepare`).
+    length
+        Advance of ``s`` [m].
+    method
+        ``"bmad"``, ``"linear"`` or ``"second_order"``.
+    linear
+        Optional closed form of the first-order map, ``() -> (R, c)``, used for
+        ``"linear"`` instead of the series (kept only where speed needs it, and tested
+        against the series).
+    """
+    if method == "bmad":
+        return track_body(particles, build, params, length)
+    if method == "linear" and linear is not None:
+        r, c = linear()
+        return apply_map(particles, r, c, None, length)
+    r, c, t, p0c_out = taylor_map(build, params, particles.p0c, particles.mc2,
+                                  MAP_ORDER[method])
+    return apply_map(particles, r, c, t, length, p0c_out)
