@@ -3,15 +3,13 @@
 Loaded from ``mkdocs.yml`` (``extensions`` of the python handler); excluded from the
 site by ``exclude_docs``.
 
-``ElementRecords``
-    The element records (``Drift``, ``Quadrupole``, ...) are frozen, keyword-only
-    dataclasses made by the decorator ``beamtrack.lattice.elements.element_record``.
-    Griffe's static analysis only recognises ``@dataclasses.dataclass``, so without
-    help it would show these records with the constructor of their base class
-    (``(name, *, method=None)``) and warn that their documented parameters are not in
-    the signature. This extension gives each record the ``__init__`` signature that
-    the decorator really creates: the fields of the base dataclasses followed by the
-    record's own fields, all keyword-only except ``name``.
+``ElementKinds``
+    The element kinds (``Drift``, ``Quadrupole``, ...) are frozen, keyword-only
+    dataclasses made by ``beamtrack.lattice.elements.element_kind``, which adds the
+    shared parameter blocks (misalignment, slicing) and writes the docstring's
+    Parameters section from the declarations (unit and meaning of each parameter).
+    Static analysis sees neither, so this extension takes both from the imported class:
+    its docstring and its dataclass constructor's signature.
 
 ``SphinxRoles``
     Some docstrings use Sphinx roles (``:class:`Beamline```,
@@ -25,14 +23,15 @@ site by ``exclude_docs``.
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 from typing import Any
 
 import griffe
 
-#: Name of the decorator that turns a class into an element record.
-DECORATOR = "element_record"
+#: Name of the decorator that makes an element kind.
+DECORATOR = "element_kind"
 
 #: A Sphinx cross-reference role, e.g. :class:`~beamtrack.Beamline`.
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|exc|obj|const):`(~?)([^`<>]+)`")
@@ -41,71 +40,17 @@ ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|exc|obj|const):`(~
 REFERENCE_PAGES = Path(__file__).resolve().parent / "reference"
 
 
-# -- element records ---------------------------------------------------------------------
-def _is_element_record(cls: griffe.Class) -> bool:
+# -- element kinds -----------------------------------------------------------------------
+def _is_element_kind(cls: griffe.Class) -> bool:
     for decorator in cls.decorators:
-        value = decorator.value
-        path = getattr(value, "canonical_path", str(value))
+        path = decorator.callable_path
         if path == DECORATOR or path.endswith("." + DECORATOR):
             return True
     return False
 
 
-def _own_fields(cls: griffe.Class) -> list[griffe.Parameter]:
-    """Dataclass fields declared in the body of ``cls`` (annotated, not ClassVar)."""
-    fields = []
-    for member in cls.members.values():
-        if member.is_alias or not member.is_attribute or member.annotation is None:
-            continue
-        if "instance-attribute" not in member.labels:  # ClassVar or property
-            continue
-        fields.append(
-            griffe.Parameter(
-                member.name,
-                annotation=member.annotation,
-                kind=griffe.ParameterKind.keyword_only,
-                default=member.value,
-                docstring=member.docstring,
-            )
-        )
-    return fields
-
-
-def _inherited_parameters(cls: griffe.Class) -> list[griffe.Parameter]:
-    """Parameters of the nearest base class that has an ``__init__``."""
-    try:
-        parents = cls.mro()
-    except ValueError:
-        return []
-    for parent in parents:
-        init = parent.members.get("__init__")
-        if init is not None and not init.is_alias and init.is_function:
-            return [p for p in init.parameters if p.name != "self"]
-    return []
-
-
-def _set_init(cls: griffe.Class) -> None:
-    parameters: dict[str, griffe.Parameter] = {}
-    for param in _inherited_parameters(cls) + _own_fields(cls):
-        parameters[param.name] = param  # a redeclared field replaces the inherited one
-    ordered = sorted(parameters.values(), key=lambda p: p.kind is griffe.ParameterKind.keyword_only)
-    init = griffe.Function(
-        "__init__",
-        lineno=cls.lineno,
-        endlineno=cls.lineno,
-        parent=cls,
-        parameters=griffe.Parameters(
-            griffe.Parameter("self", kind=griffe.ParameterKind.positional_or_keyword),
-            *ordered,
-        ),
-        returns="None",
-    )
-    cls.set_member("__init__", init)
-    cls.labels.add("dataclass")
-
-
 def _classes(obj: griffe.Module | griffe.Class, seen: set[str]) -> list[griffe.Class]:
-    """Every class defined (not imported) in ``obj`` and below, parents first."""
+    """Every class defined (not imported) in ``obj`` and below."""
     if obj.path in seen:
         return []
     seen.add(obj.path)
@@ -121,18 +66,32 @@ def _classes(obj: griffe.Module | griffe.Class, seen: set[str]) -> list[griffe.C
     return found
 
 
-class ElementRecords(griffe.Extension):
-    """Create the constructors of classes decorated with ``element_record``."""
+def _init(cls: griffe.Class, runtime: type) -> griffe.Function:
+    """The griffe ``__init__`` of ``cls`` from the signature of the runtime class."""
+    kinds = {p.value: p for p in griffe.ParameterKind}
+    parameters = [griffe.Parameter("self", kind=griffe.ParameterKind.positional_or_keyword)]
+    for param in inspect.signature(runtime).parameters.values():
+        default = None if param.default is param.empty else repr(param.default)
+        annotation = None if param.annotation is param.empty else str(param.annotation)
+        parameters.append(griffe.Parameter(param.name, annotation=annotation, default=default,
+                                           kind=kinds[param.kind.description]))
+    return griffe.Function("__init__", lineno=cls.lineno, endlineno=cls.lineno, parent=cls,
+                           parameters=griffe.Parameters(*parameters), returns="None")
+
+
+class ElementKinds(griffe.Extension):
+    """Docstrings and constructors of classes decorated with ``element_kind``."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         """Hook called once a package is loaded."""
-        # Give the base dataclasses (``Element``) their ``__init__`` first; griffe's
-        # own dataclasses extension may run after this one and skips classes that
-        # already have an ``__init__``, so running it twice is harmless.
-        griffe.DataclassesExtension().on_package(pkg=pkg)
         for cls in _classes(pkg, set()):
-            if _is_element_record(cls) and "__init__" not in cls.members:
-                _set_init(cls)
+            if not _is_element_kind(cls) or cls.name.startswith("_"):
+                continue
+            runtime = griffe.dynamic_import(cls.path)
+            if cls.docstring is not None:
+                cls.docstring.value = inspect.getdoc(runtime) or ""
+            cls.set_member("__init__", _init(cls, runtime))
+            cls.labels.add("dataclass")
 
 
 # -- Sphinx roles ---------------------------------------------------------------------------

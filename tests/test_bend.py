@@ -49,7 +49,7 @@ from beamtrack.tracking.drift import track_drift
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.quadrupole import track_quadrupole
-from beamtrack.tracking.special import atanc, cos_sinc_ratios
+from beamtrack.tracking.special import atanc, atanc_second_derivative, cos_sinc_ratios
 
 J = SYMPLECTIC_J
 SPECIES = ("electron", "positron", "proton", "antiproton", "deuteron", "#12C+3")
@@ -615,6 +615,61 @@ def test_sbend_map_function_matches_tracking(xp):
         np.testing.assert_allclose(xp.to_numpy(c)[i], ci, rtol=0, atol=1e-18)
 
 
+def _second_order_coefficients(kw, track=track_sbend):
+    """``(c, R, T)`` of the "second_order" method, read off exactly from its image of
+    ``0, +-e_j, e_j + e_k`` (the map is the polynomial ``c + R x + T x x / 2``)."""
+    eye = np.eye(6)
+    points = [np.zeros(6), *eye, *(-eye)] + [eye[j] + eye[k] for j in range(6)
+                                             for k in range(j + 1, 6)]
+    out = to_np(track(make_particles("numpy", np.array(points)), method="second_order",
+                      **kw)).T
+    c, plus, minus, pairs = out[0], out[1:7], out[7:13], iter(out[13:])
+    r = ((plus - minus) / 2.0).T
+    t = np.zeros((6, 6, 6))
+    for j in range(6):
+        t[:, j, j] = plus[j] + minus[j] - 2.0 * c
+        for k in range(j + 1, 6):
+            t[:, j, k] = t[:, k, j] = next(pairs) - plus[k] - plus[j] + c
+    return c, r, t
+
+
+@pytest.mark.parametrize("name", ["edges", "k1", "misaligned", "misaligned k1", "sad_full",
+                                  "basic_bend"])
+def test_second_order_is_hessian_at_reference_orbit(name):
+    """"second_order" = second-order Taylor map of "bmad" about the zero laboratory orbit:
+    its R and T are the torch autodiff Jacobian and Hessian there (edges, k1 body and
+    misalignments included), its constant the image of the zero orbit."""
+    torch = pytest.importorskip("torch")
+    kw = {**SYMPLECTIC_CASES, **HWANG_CASES}[name]
+
+    def f(v):
+        return track_sbend(Particles(coords=v[:, None], p0c=P0C, mc2=ELECTRON_MC2),
+                           **kw).coords[:, 0]
+
+    zero = torch.zeros(6, dtype=torch.float64)
+    hessian = torch.func.jacfwd(torch.func.jacrev(f))(zero).numpy()
+    c, r, t = _second_order_coefficients(kw)
+    np.testing.assert_allclose(c, f(zero).numpy(), rtol=0, atol=1e-18)
+    np.testing.assert_allclose(r, torch.func.jacrev(f)(zero).numpy(), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(t, hessian, rtol=0, atol=1e-10 * np.abs(hessian).max())
+    assert np.abs(t).max() > 1e-2
+
+
+def test_second_order_k1_array_chooses_the_body_per_entry(xp):
+    """An array k1 with a zero entry: the second-order map takes the exact body there and
+    the paraxial one elsewhere, as the calls with Python numbers do."""
+    kw = dict(length=0.6, angle=0.3, e1=0.1, fringe_type="basic_bend", fint=0.5,
+              hgap=0.03, x_offset=1e-3, tilt=0.02)
+    beam = random_beam(10, seed=5, scale=2e-3)
+    p = make_particles(xp.name, np.stack([beam, beam]))
+    got = to_np(track_sbend(p, k1=xp.asarray(np.array([0.0, 0.9])), method="second_order",
+                            **kw))
+    for i, k1 in enumerate((0.0, 0.9)):
+        single = to_np(track_sbend(make_particles("numpy", beam), k1=k1,
+                                   method="second_order", **kw))
+        np.testing.assert_allclose(got[i], single, rtol=1e-14, atol=1e-18)
+
+
 # -- MAD-X ---------------------------------------------------------------------------------
 
 MADX_CASES = {
@@ -998,3 +1053,32 @@ def test_special_function_derivatives_at_zero():
     for value in (0.05, -0.3, 4.0):
         assert float(atanc(np.array(value))) == pytest.approx(math.atan(value) / value,
                                                               rel=1e-15)
+
+
+@pytest.mark.parametrize("t", [0.0, 1e-6, -0.05, 0.0999, 0.1, -0.1001, 0.3, -1.0, 4.0, 1e3])
+def test_atanc_second_derivative_values(t):
+    """d^2/dt^2 atan(t)/t against mpmath, on both sides of the series switch (|t| = 0.1)."""
+    with mpmath.workdps(40):
+        def f(x):
+            return mpmath.atan(x) / x if x else mpmath.mpf(1)
+
+        expected = float(mpmath.diff(f, mpmath.mpf(t), 2)) if t else -2 / 3
+    assert float(atanc_second_derivative(np.array(t))) == pytest.approx(expected, rel=1e-12)
+
+
+def test_atanc_second_derivative_at_zero():
+    """At t = 0: value -2/3, first derivative 0 and second derivative 24/5 (the fourth
+    derivative of atan(t)/t; torch autograd through the series); elsewhere, the autograd
+    second derivative of atanc."""
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    value = atanc_second_derivative(t)
+    (g1,) = torch.autograd.grad(value, t, create_graph=True)
+    (g2,) = torch.autograd.grad(g1, t)
+    assert float(value.detach()) == -2 / 3 and float(g1.detach()) == 0.0
+    assert float(g2) == pytest.approx(24 / 5, rel=1e-14)
+    for x in (0.05, -0.3, 2.0):
+        t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        (g1,) = torch.autograd.grad(atanc(t), t, create_graph=True)
+        (g2,) = torch.autograd.grad(g1, t)
+        assert float(atanc_second_derivative(t).detach()) == pytest.approx(float(g2), rel=1e-12)

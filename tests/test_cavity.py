@@ -485,7 +485,7 @@ def test_rf_thin_linear_matrix(xp):
 # -- losses --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["bmad", "linear"])
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
 def test_rfcavity_particles_below_rest_energy_lost(xp, method):
     """Slow protons (kinetic 1.33 MeV) at a decelerating phase: the first half kick of
     -2.5 MeV stops them: lost, frozen at the entrance, finite."""
@@ -525,6 +525,33 @@ def test_lcavity_losses(xp):
     assert not np.any(alive_np(out))
     np.testing.assert_array_equal(to_np(out), beam.T)
     assert float(xp.to_numpy(out.p0c)) == p0c
+
+
+@pytest.mark.parametrize("method", ["linear", "second_order"])
+def test_lcavity_map_methods_lost_particles(xp, method):
+    """The map methods treat losses as "bmad" does: particles lost before the lcavity
+    stay lost, their momenta re-expressed relative to the exit reference (the same
+    numbers as "bmad"); a reference decelerated below rest energy loses every particle
+    and keeps p0c."""
+    p0c, mc2 = 2e8, PROTON_MC2
+    alive = np.array([True, False, True, False])
+    p = make_particles(xp.name, BEAM, p0c=p0c, mc2=mc2, alive=alive)
+    kw = dict(length=0.6, voltage=8e6, phi0=0.1, frequency=FREQ, num_steps=2, x_offset=1e-3)
+    out, bmad = (track_lcavity(p, method=m, **kw) for m in (method, "bmad"))
+    np.testing.assert_array_equal(alive_np(out), alive)
+    np.testing.assert_array_equal(to_np(out)[:, ~alive], to_np(bmad)[:, ~alive])
+    p_out = float(xp.to_numpy(out.p0c))
+    assert p_out == float(xp.to_numpy(bmad.p0c)) and p_out > 1.02 * p0c
+    ratio = np.array([1.0, p0c / p_out, 1.0, p0c / p_out, 1.0, p0c / p_out])
+    expected = BEAM[~alive].T * ratio[:, None] + np.array([0, 0, 0, 0, 0, ratio[5] - 1])[:, None]
+    np.testing.assert_allclose(to_np(out)[:, ~alive], expected, rtol=1e-14, atol=1e-18)
+    # Decelerated by 50 MeV, the reference (21 MeV of kinetic energy) stops.
+    out, bmad = (track_lcavity(p, method=m, **dict(kw, voltage=5e7, phi0=0.5))
+                 for m in (method, "bmad"))
+    assert not np.any(alive_np(out))
+    assert float(xp.to_numpy(out.p0c)) == p0c
+    np.testing.assert_array_equal(to_np(out), to_np(bmad))
+    np.testing.assert_allclose(to_np(out), BEAM.T, rtol=1e-15, atol=0)
 
 
 @pytest.mark.parametrize("kind", list(TRACKERS))
@@ -587,7 +614,7 @@ def test_parameter_gradients(ad, kind, voltage):
 
 
 @pytest.mark.parametrize("kind", list(TRACKERS))
-@pytest.mark.parametrize("method", ["bmad", "linear"])
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
 def test_cross_backend(xp, kind, method):
     beam = np.vstack([BEAM, random_beam(4, seed=3, scale=3e-3)])
     kw = dict(length=0.6, voltage=8e6, phi0=0.1, frequency=FREQ, num_steps=2, tilt=0.3,
@@ -599,7 +626,7 @@ def test_cross_backend(xp, kind, method):
 
 
 @pytest.mark.parametrize("kind", list(TRACKERS))
-@pytest.mark.parametrize("method", ["bmad", "linear"])
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
 def test_batched_parameters(xp, kind, method):
     """Parameters of shape (B,) against particles (n,): the same as a loop over B; the
     lcavity's exit reference momentum has shape (B,)."""
@@ -682,7 +709,7 @@ def test_bad_parameters(xp, kind):
 
 def test_records_in_beamline(xp):
     """Records track like the functions; the lcavity's new p0c flows downstream (a
-    quadrupole after it focuses relative to the new reference), in both methods."""
+    quadrupole after it focuses relative to the new reference), in every method."""
     cav = dict(length=1.0, voltage=5e7, phi0=0.05, frequency=FREQ, num_steps=2)
     crab = dict(length=0.3, voltage=1e6, phi0=0.0, frequency=FREQ, tilt=0.1)
     rf = dict(length=0.4, voltage=1e6, phi0=0.2, frequency=FREQ)
@@ -690,7 +717,7 @@ def test_records_in_beamline(xp):
                      Quadrupole("q", length=0.2, k1=3.0), CrabCavity("crab", **crab),
                      RFCavity("rf", **rf), LCavity("acc2", **cav)])
     p = make_particles(xp.name, BEAM, p0c=1e8)
-    for method in ("bmad", "linear"):
+    for method in ("bmad", "linear", "second_order"):
         q = track_lcavity(p, method=method, **cav)
         q = track_quadrupole(track_drift(q, length=0.5, method=method), length=0.2, k1=3.0,
                              method=method)

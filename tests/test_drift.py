@@ -6,6 +6,8 @@ with beamtrack code.
 
 from __future__ import annotations
 
+import functools
+
 import mpmath
 import numpy as np
 import pytest
@@ -22,7 +24,9 @@ from conftest import (
 )
 
 from beamtrack.backends import get
-from beamtrack.tracking import ParameterError, Particles, track_drift
+from beamtrack.tracking import ParameterError, Particles, drift_matrix, track_drift
+from beamtrack.tracking.drift import drift_step
+from beamtrack.tracking.stepping import Body, taylor_map
 
 mpmath.mp.dps = 40
 
@@ -42,18 +46,21 @@ def _mp_ps(px, py, pz):
     return mpmath.sqrt((1 + pz) ** 2 - px**2 - py**2)
 
 
-def _exact_drift_reference(row, length, p0c, mc2):
+def _mp_drift(row, length, p0c, mc2):
     """Bmad exact drift from its definition, in mpmath: x += L px/ps, y += L py/ps,
     z += L (beta/beta0 - (1+pz)/ps)."""
-    x, px, y, py, z, pz = (mpmath.mpf(float(v)) for v in row)
+    x, px, y, py, z, pz = (mpmath.mpf(v) for v in row)
     length = mpmath.mpf(length)
-    ps = _mp_ps(px, py, pz)
-    beta_ratio = mp_beta(pz, p0c, mc2) / mp_beta(0.0, p0c, mc2)
-    return np.array([
-        float(x + length * px / ps), float(px),
-        float(y + length * py / ps), float(py),
-        float(z + length * (beta_ratio - (1 + pz) / ps)), float(pz),
-    ])
+    ps = mpmath.sqrt((1 + pz) ** 2 - px**2 - py**2)
+    p0c, mc2 = mpmath.mpf(p0c), mpmath.mpf(mc2)
+    beta_ratio = (1 + pz) * mpmath.sqrt((p0c**2 + mc2**2) / (((1 + pz) * p0c) ** 2 + mc2**2))
+    return [x + length * px / ps, px, y + length * py / ps, py,
+            z + length * (beta_ratio - (1 + pz) / ps), pz]
+
+
+def _exact_drift_reference(row, length, p0c, mc2):
+    """:func:`_mp_drift` of a float row, rounded to float."""
+    return np.array([float(v) for v in _mp_drift([float(v) for v in row], length, p0c, mc2)])
 
 
 @pytest.mark.parametrize("length", [1.0, 0.37, 4.0])
@@ -125,6 +132,62 @@ def test_linear_matrix(xp):
     np.testing.assert_allclose(out, expected, rtol=1e-15, atol=1e-300)
 
 
+@functools.cache
+def _mp_hessian(length, p0c, mc2):
+    """Second derivatives ``d^2 out_i / (d in_j d in_k)`` of :func:`_mp_drift` at the
+    reference orbit (mpmath differentiation, 40 digits), shape ``(6, 6, 6)``."""
+    hessian = np.zeros((6, 6, 6))
+    for i in (0, 2, 4):  # px, py, pz do not change
+        def out(*v, i=i):
+            return _mp_drift(v, length, p0c, mc2)[i]
+
+        for j in range(6):
+            for k in range(j, 6):
+                order = tuple(int(m == j) + int(m == k) for m in range(6))
+                hessian[i, j, k] = hessian[i, k, j] = float(mpmath.diff(out, (0,) * 6, order))
+    return hessian
+
+
+def _drift_body(p, p0c, mc2):
+    return Body([drift_step(p["length"], p0c, mc2)])
+
+
+@pytest.mark.parametrize(("p0c", "mc2"), [(2e7, ELECTRON_MC2), (5e7, PROTON_MC2)])
+def test_closed_form_and_series(xp, p0c, mc2):
+    """The closed-form drift_matrix (the "linear" method) equals the first-order series
+    of the exact drift step; the second-order series equals the Hessian of the mpmath
+    drift at the reference orbit (only x, y, z have one)."""
+    lengths = np.array([0.8, 0.0, -1.3])
+    args = {"length": xp.asarray(lengths)}
+    p0c_a, mc2_a = xp.asarray(p0c), xp.asarray(mc2)
+    r, c, t, p0c_out = taylor_map(_drift_body, args, p0c_a, mc2_a, order=2)
+    assert p0c_out is None
+    np.testing.assert_array_equal(xp.to_numpy(c), 0.0)
+    closed = xp.to_numpy(drift_matrix(args["length"], p0c_a, mc2_a))
+    np.testing.assert_allclose(xp.to_numpy(r), closed, rtol=1e-15, atol=1e-300)
+    r1, c1, _, _ = taylor_map(_drift_body, args, p0c_a, mc2_a, order=1)
+    np.testing.assert_array_equal(xp.to_numpy(r1), xp.to_numpy(r))
+    t = xp.to_numpy(t)
+    np.testing.assert_array_equal(t, np.swapaxes(t, -1, -2))
+    for b, length in enumerate(lengths):
+        np.testing.assert_allclose(t[b], _mp_hessian(float(length), p0c, mc2), rtol=1e-13,
+                                   atol=1e-16)
+
+
+def test_drift_step_loses_unphysical_particles(xp):
+    """drift_step checks the momenta itself (it follows steps that change pz): those
+    lost get the reference orbit's drift (finite) and a False mask."""
+    beam = np.vstack([GOOD, LOST])
+    six = tuple(xp.asarray(beam[:, i]) for i in range(6))
+    new, ok = drift_step(xp.asarray(1.0), xp.asarray(P0C), xp.asarray(ELECTRON_MC2))(six)
+    np.testing.assert_array_equal(xp.to_numpy(ok), [True] + [False] * len(LOST))
+    got = np.stack([xp.to_numpy(v) for v in new])
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got[:, 0], _exact_drift_reference(GOOD[0], 1.0, P0C,
+                                                                  ELECTRON_MC2),
+                               rtol=1e-14, atol=1e-18)
+
+
 def test_linear_is_first_order_of_exact(xp):
     """Small amplitudes: linear and exact drift agree to second order in the amplitude."""
     scale = 1e-6
@@ -169,7 +232,7 @@ LOST = np.array([
 GOOD = np.array([[1e-3, 2e-3, -3e-3, -1e-3, 2e-3, -1e-3]])
 
 
-@pytest.mark.parametrize("method", ["bmad", "linear"])
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
 def test_lost_particles_frozen_without_nan(xp, method):
     beam = np.vstack([GOOD, LOST])
     p = make_particles(xp.name, beam)
@@ -228,7 +291,7 @@ def test_lost_particles_finite_length_gradient(ad):
 # -- batches, records, parameters ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["bmad", "linear"])
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
 @pytest.mark.parametrize("batched_particles", [True, False])
 def test_batched_length(xp, method, batched_particles):
     """length of shape (B,) against particles (B, n) or (n,) equals a loop over B."""

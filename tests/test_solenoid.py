@@ -308,7 +308,7 @@ def test_aligned_linear_matrix_textbook(xp):
 # -- cross-backend, gradients, batches ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["bmad", "linear"])
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
 def test_cross_backend(xp, method):
     beam = np.vstack([BEAM, random_beam(5, seed=7, scale=4e-3)])
     kw = dict(length=0.6, ks=-2.7, tilt=0.3, x_offset=1e-3, y_offset=2e-3, num_steps=2)
@@ -372,7 +372,7 @@ def test_ks_second_derivative_at_zero(ad):
     assert second == pytest.approx(fd, rel=1e-5)
 
 
-@pytest.mark.parametrize("method", ["bmad", "linear"])
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
 @pytest.mark.parametrize("batched_particles", [True, False])
 def test_batched_parameters(xp, method, batched_particles):
     params = dict(length=np.array([0.2, 0.5, 1.0]), ks=np.array([1.5, 0.0, -4.0]),
@@ -423,7 +423,7 @@ LOST = np.array([
 ])
 
 
-@pytest.mark.parametrize("method", ["bmad", "linear"])
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
 def test_lost_particles_frozen_without_nan(xp, method):
     beam = np.vstack([BEAM[:2], LOST])
     out = track_solenoid(make_particles(xp.name, beam), length=0.5, ks=10.0, method=method)

@@ -37,14 +37,12 @@ MAX_CELL_BODIES = 96
 
 
 def _signature(element: Any, method: str) -> tuple[Any, ...]:
-    """What must agree for elements to share one compiled branch (not the name)."""
+    """What must agree for elements to share one compiled branch (not the name): the
+    element's own signature plus the structure and shapes of its arrays (stacked)."""
     import jax
 
-    numeric = element.numeric_parameters()
-    static = tuple((k, v) for k, v in element.parameters().items() if k not in numeric)
-    leaves, treedef = jax.tree_util.tree_flatten(numeric)
-    shapes = tuple(np.shape(leaf) for leaf in leaves)
-    return (type(element), method, static, treedef, shapes)
+    leaves, treedef = jax.tree_util.tree_flatten(element.arrays())
+    return (element.signature(method), treedef, tuple(np.shape(leaf) for leaf in leaves))
 
 
 def find_cells(kinds: Sequence[int], max_cell: int = MAX_CELL,
@@ -98,99 +96,120 @@ def scan_track(line: Any, particles: Any, method: str | None = None) -> Any:
     import jax
     import jax.numpy as jnp
 
-    plan = [(element, element.method or m) for element, m in line._plan(method)]
+    plan = list(line.plan(method))
     labels: dict[Any, int] = {}
     kinds = [labels.setdefault(_signature(e, m), len(labels)) for e, m in plan]
-    dtype = particles.dtype
-
-    def stack(elements: Sequence[Any]) -> list[Any]:
-        """Parameter leaves of same-signature elements, stacked along a new axis 0."""
-        rows = [jax.tree_util.tree_leaves(e) for e in elements]
-        columns = []
-        for j in range(len(rows[0])):
-            column = [row[j] for row in rows]
-            if all(isinstance(v, (int, float, np.ndarray, np.generic)) for v in column):
-                # Concrete numbers: stack on the host, one constant per parameter.
-                columns.append(jnp.asarray(np.asarray(column, dtype=np.float64), dtype=dtype))
-            else:
-                columns.append(jnp.stack([jnp.asarray(v, dtype=dtype) for v in column]))
-        return columns
-
-    def tracker(template: Any, element_method: str) -> Any:
-        """``(state, leaves) -> state`` for elements of ``template``'s signature."""
-        treedef = jax.tree_util.tree_structure(template)
-
-        def track(state: Any, leaves: Any) -> Any:
-            element = jax.tree_util.tree_unflatten(treedef, leaves)
-            out = element.track(state, element_method)
-            # Keep the carry's shape and dtype fixed from step to step.
-            return jax.tree_util.tree_map(
-                lambda new, old: jnp.broadcast_to(
-                    jax.lax.convert_element_type(new, old.dtype), old.shape), out, state)
-
-        return track
-
-    def cell_scan(state: Any, start: int, period: int, repeats: int) -> Any:
-        trackers = [tracker(*plan[start + j]) for j in range(period)]
-        xs = [stack([plan[start + r * period + j][0] for r in range(repeats)])
-              for j in range(period)]
-
-        # prevent_cse=False: scan already keeps XLA from merging the recomputation into
-        # the forward pass, and the flag costs ~20% of the gradient's run time here.
-        @partial(jax.checkpoint, prevent_cse=False)
-        def body(state: Any, cell_leaves: Any) -> tuple[Any, None]:
-            for track, leaves in zip(trackers, cell_leaves):
-                state = track(state, leaves)
-            return state, None
-
-        return jax.lax.scan(body, state, xs)[0]
-
-    def switch_scan(state: Any, start: int, stop: int) -> Any:
-        if stop - start == 1:
-            return tracker(*plan[start])(state, jax.tree_util.tree_leaves(plan[start][0]))
-        members: dict[int, list[int]] = {}
-        for i in range(start, stop):
-            members.setdefault(kinds[i], []).append(i)
-        order = list(members)
-        branch_of = [order.index(kinds[i]) for i in range(start, stop)]
-        # Each branch's parameters have one row per element of the segment; rows of
-        # other kinds repeat a valid row (they are never used).
-        stacked = []
-        for kind in order:
-            row_of = {i: row for row, i in enumerate(members[kind])}
-            rows = [row_of.get(i, 0) for i in range(start, stop)]
-            stacked.append([jnp.take(column, jnp.asarray(rows), axis=0)
-                            for column in stack([plan[i][0] for i in members[kind]])])
-        trackers = [tracker(*plan[members[kind][0]]) for kind in order]
-
-        def branch(b: int) -> Any:
-            return lambda args: trackers[b](args[0], args[1][b])
-
-        branches = [branch(b) for b in range(len(order))]
-
-        @partial(jax.checkpoint, prevent_cse=False)
-        def body(state: Any, xs: Any) -> tuple[Any, None]:
-            which, params = xs
-            if len(branches) == 1:
-                return branches[0]((state, params)), None
-            return jax.lax.switch(which, branches, (state, params)), None
-
-        return jax.lax.scan(body, state, (jnp.asarray(branch_of), stacked))[0]
-
     # Broadcast the particles to the batch shape of every parameter.
     shapes = [np.shape(leaf) for element, _ in plan
               for leaf in jax.tree_util.tree_leaves(element)]
     batch = jnp.broadcast_shapes(particles.coords.shape[:-2], *shapes)
     state = _broadcast_particles(particles, batch)
+    dtype = particles.dtype
 
     position = 0
     for start, period, repeats in [*find_cells(kinds), (len(plan), 0, 0)]:
         if start > position:
-            state = switch_scan(state, position, start)
+            state = _switch_scan(plan, kinds, state, position, start, dtype)
         if repeats:
-            state = cell_scan(state, start, period, repeats)
+            state = _cell_scan(plan, state, start, period, repeats, dtype)
         position = start + period * repeats
     return state
+
+
+def _stack(elements: Sequence[Any], dtype: Any) -> list[Any]:
+    """Parameter leaves of same-signature elements, stacked along a new axis 0."""
+    import jax
+    import jax.numpy as jnp
+
+    rows = [jax.tree_util.tree_leaves(e) for e in elements]
+    columns = []
+    for j in range(len(rows[0])):
+        column = [row[j] for row in rows]
+        if all(isinstance(v, (int, float, np.ndarray, np.generic)) for v in column):
+            # Concrete numbers: stack on the host, one constant per parameter.
+            columns.append(jnp.asarray(np.asarray(column, dtype=np.float64), dtype=dtype))
+        else:
+            columns.append(jnp.stack([jnp.asarray(v, dtype=dtype) for v in column]))
+    return columns
+
+
+def _tracker(template: Any, element_method: str) -> Any:
+    """``(state, leaves) -> state`` for elements of ``template``'s signature."""
+    import jax
+    import jax.numpy as jnp
+
+    arrays = template.arrays()
+    # The element's leaves are those of its arrays in order (not of a dict: sorted keys).
+    treedef = jax.tree_util.tree_structure(tuple(arrays.values()))
+
+    def track(state: Any, leaves: Any) -> Any:
+        values = jax.tree_util.tree_unflatten(treedef, leaves)
+        out = template.rebuild(dict(zip(arrays, values))).track(state, element_method)
+        # Keep the carry's shape and dtype fixed from step to step.
+        return jax.tree_util.tree_map(
+            lambda new, old: jnp.broadcast_to(
+                jax.lax.convert_element_type(new, old.dtype), old.shape), out, state)
+
+    return track
+
+
+def _cell_scan(plan: Sequence[tuple[Any, str]], state: Any, start: int, period: int,
+               repeats: int, dtype: Any) -> Any:
+    """Scan over ``repeats`` back-to-back cells of ``period`` elements from ``start``."""
+    import jax
+
+    trackers = [_tracker(*plan[start + j]) for j in range(period)]
+    xs = [_stack([plan[start + r * period + j][0] for r in range(repeats)], dtype)
+          for j in range(period)]
+
+    # prevent_cse=False: scan already keeps XLA from merging the recomputation into
+    # the forward pass, and the flag costs ~20% of the gradient's run time here.
+    @partial(jax.checkpoint, prevent_cse=False)
+    def body(state: Any, cell_leaves: Any) -> tuple[Any, None]:
+        for track, leaves in zip(trackers, cell_leaves):
+            state = track(state, leaves)
+        return state, None
+
+    return jax.lax.scan(body, state, xs)[0]
+
+
+def _switch_scan(plan: Sequence[tuple[Any, str]], kinds: Sequence[int], state: Any,
+                 start: int, stop: int, dtype: Any) -> Any:
+    """Scan over elements ``start:stop`` with a ``lax.switch`` over their signatures."""
+    import jax
+    import jax.numpy as jnp
+
+    if stop - start == 1:
+        return _tracker(*plan[start])(state, jax.tree_util.tree_leaves(plan[start][0]))
+    members: dict[int, list[int]] = {}
+    for i in range(start, stop):
+        members.setdefault(kinds[i], []).append(i)
+    order = list(members)
+    branch_of = [order.index(kinds[i]) for i in range(start, stop)]
+    # Each branch's parameters have one row per element of the segment; rows of
+    # other kinds repeat a valid row (they are never used).
+    stacked = []
+    for kind in order:
+        row_of = {i: row for row, i in enumerate(members[kind])}
+        rows = [row_of.get(i, 0) for i in range(start, stop)]
+        stacked.append([jnp.take(column, jnp.asarray(rows), axis=0)
+                        for column in _stack([plan[i][0] for i in members[kind]], dtype)])
+    trackers = [_tracker(*plan[members[kind][0]]) for kind in order]
+    branches = [partial(_branch, trackers, b) for b in range(len(order))]
+
+    @partial(jax.checkpoint, prevent_cse=False)
+    def body(state: Any, xs: Any) -> tuple[Any, None]:
+        which, params = xs
+        if len(branches) == 1:
+            return branches[0]((state, params)), None
+        return jax.lax.switch(which, branches, (state, params)), None
+
+    return jax.lax.scan(body, state, (jnp.asarray(branch_of), stacked))[0]
+
+
+def _branch(trackers: Sequence[Any], b: int, args: tuple[Any, Any]) -> Any:
+    """Branch ``b`` of the switch: track ``args[0]`` with the ``b``-th parameter rows."""
+    return trackers[b](args[0], args[1][b])
 
 
 def _broadcast_particles(particles: Any, batch: tuple[int, ...]) -> Any:
@@ -203,7 +222,7 @@ def _broadcast_particles(particles: Any, batch: tuple[int, ...]) -> Any:
         return jax.lax.convert_element_type(jnp.broadcast_to(a, shape), a.dtype)
 
     # The particles' own class: backends/ does not import tracking/.
-    return type(particles)._from_fields(
+    return type(particles).from_fields(
         fix(particles.coords, batch + (6, n)),
         fix(particles.s, batch),
         fix(particles.p0c, batch),

@@ -43,37 +43,35 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
     """
     import torch
 
-    plan = list(line._plan(method))
+    plan = line.plan(method)
     cache = _CACHE
 
     def compiled_for(element: Any, element_method: str,
                      record: type) -> tuple[Callable[..., Any], list[Any]]:
         # ``record`` is the particles' class (backends/ does not import tracking/).
-        numeric = {k: v for k, v in element.numeric_parameters().items()
-                   if not isinstance(v, tuple)}
-        static = tuple((k, v) for k, v in element.parameters().items() if k not in numeric)
-        key = (type(element), element_method, static, tuple(numeric), tuple(sorted(options)),
-               record)
+        # Tensors are passed at each call; multipole strength tuples are fixed (keyed).
+        arrays = element.arrays()
+        fixed = tuple((k, v) for k, v in arrays.items() if isinstance(v, tuple))
+        keys = tuple(k for k in arrays if not isinstance(arrays[k], tuple))
+        key = (element.signature(element_method), fixed, tuple(sorted(options)), record)
         if key not in cache:
-            keys = tuple(numeric)
-            fixed = dict(static)
-            kind, name = type(element), element.name
+            template = element
 
             def step(coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any, *values: Any) -> Any:
-                particles = record._from_fields(coords, s, p0c, mc2, alive)
-                rebuilt = kind._rebuild(name, element_method, fixed, dict(zip(keys, values)))
+                particles = record.from_fields(coords, s, p0c, mc2, alive)
+                rebuilt = template.rebuild(dict(zip(keys, values)))
                 out = rebuilt.track(particles, element_method)
                 return out.coords, out.s, out.p0c, out.mc2, out.alive
 
             # torch.compile caches compiled code on the function's code object, which
             # every closure made here shares: give each signature its own code object,
             # so signatures do not evict one another (recompile limit) or pay guards.
-            code = step.__code__.replace(co_name=f"step_{kind.__name__}_{len(cache)}")
-            own = types.FunctionType(code, step.__globals__, code.co_name, None,
-                                     step.__closure__)
+            name = f"step_{type(element).__name__}_{len(cache)}"
+            code = step.__code__.replace(co_name=name)
+            own = types.FunctionType(code, step.__globals__, name, None, step.__closure__)
             cache[key] = torch.compile(own, fullgraph=True, **options)
-        values = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=torch.float64)
-                  for v in numeric.values()]
+        values = [arrays[k] if isinstance(arrays[k], torch.Tensor)
+                  else torch.tensor(float(arrays[k]), dtype=torch.float64) for k in keys]
         return cache[key], values
 
     # The line is immutable, so which compiled function serves each element, and its
@@ -83,8 +81,7 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
 
     def run(particles: Any) -> Any:
         if not steps:
-            steps.extend(compiled_for(element, element.method or element_method,
-                                      type(particles))
+            steps.extend(compiled_for(element, element_method, type(particles))
                          for element, element_method in plan if element.has_body)
         if (torch.is_grad_enabled() and not particles.coords.requires_grad
                 and any(v.requires_grad for _, values in steps for v in values)):
@@ -95,7 +92,7 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
         for fn, values in steps:
             out = fn(particles.coords, particles.s, particles.p0c, particles.mc2,
                      particles.alive, *values)
-            particles = type(particles)._from_fields(*out)
+            particles = type(particles).from_fields(*out)
         return particles
 
     run.compiled = cache  # type: ignore[attr-defined]

@@ -1,6 +1,8 @@
-"""Lattice layer: element records, beamlines and lattice files."""
+"""Lattice layer: element declarations and records, beamlines, optics and lattice files."""
 
 from beamtrack.lattice.beamline import Beamline, Observation
+from beamtrack.lattice.crosscheck import Deviation, crosscheck
+from beamtrack.lattice.custom import Custom
 from beamtrack.lattice.elements import (
     ELEMENT_KINDS,
     Aperture,
@@ -23,20 +25,40 @@ from beamtrack.lattice.elements import (
     Solenoid,
     ThickMultipole,
     VKicker,
+    element_kind,
 )
 from beamtrack.lattice.errors import LatticeError, LatticeFileError, UnknownParameterError
 from beamtrack.lattice.io import dumps, load, load_beam, loads, save
+from beamtrack.lattice.linear_map import LinearMap
+from beamtrack.lattice.optics import (
+    TwissTable,
+    merged,
+    track_parameter_beam,
+    transfer_map,
+    twiss,
+)
+from beamtrack.lattice.parameters import (
+    LENGTH,
+    MISALIGNMENT,
+    REQUIRED,
+    SLICING,
+    Parameter,
+    param,
+)
+from beamtrack.lattice.recording import Record, track_along
 
 __all__ = [
+    # Element kinds (named after Bmad's) and their registry
     "ELEMENT_KINDS",
-    "Beamline",
     "Aperture",
     "CrabCavity",
+    "Custom",
     "Drift",
     "Element",
     "HKicker",
     "Kicker",
     "LCavity",
+    "LinearMap",
     "Marker",
     "Monitor",
     "Multipole",
@@ -50,13 +72,36 @@ __all__ = [
     "Solenoid",
     "ThickMultipole",
     "VKicker",
-    "LatticeError",
-    "LatticeFileError",
+    # Declaring element kinds: parameters, shared blocks, the class decorator
+    "LENGTH",
+    "MISALIGNMENT",
+    "REQUIRED",
+    "SLICING",
+    "Parameter",
+    "element_kind",
+    "param",
+    # Beamlines, observation and recording along them
+    "Beamline",
     "Observation",
-    "UnknownParameterError",
+    "Record",
+    "track_along",
+    # First-order optics
+    "TwissTable",
+    "merged",
+    "track_parameter_beam",
+    "transfer_map",
+    "twiss",
+    # Cross-backend check
+    "Deviation",
+    "crosscheck",
+    # Lattice files
     "dumps",
     "load",
     "load_beam",
     "loads",
     "save",
+    # Errors
+    "LatticeError",
+    "LatticeFileError",
+    "UnknownParameterError",
 ]

@@ -29,8 +29,9 @@ class Beamline:
     name
         Name of the beamline (must be unique among the names of a containing line).
     method
-        Default tracking method of the elements (``"bmad"`` or ``"linear"``).
-        An element's own ``method`` takes precedence.
+        Default tracking method of the elements (one of
+        :data:`~beamtrack.tracking.stepping.METHODS`). An element's own ``method``
+        takes precedence.
 
     Notes
     -----
@@ -56,9 +57,8 @@ class Beamline:
             raise LatticeError(f"Beamline: name must be a non-empty string, got {name!r}")
         if method not in METHODS:
             raise ParameterError(
-                f"Beamline {name!r}: parameter 'method' must be one of {', '.join(METHODS)}, "
-                f"got {method!r}"
-            )
+                f"parameter 'method' must be one of {', '.join(METHODS)}, got {method!r}",
+                element=f"Beamline {name!r}")
         for position, item in enumerate(items):
             if not isinstance(item, (Element, Beamline)):
                 raise LatticeError(
@@ -203,9 +203,9 @@ class Beamline:
             # number of element kinds, not elements.
             from beamtrack.backends.jax_scan import scan_track
 
-            list(self._plan(method))  # validates the method
+            self.plan(method)  # validates the method
             return scan_track(self, particles, method)
-        for element, element_method in self._plan(method):
+        for element, element_method in self.plan(method):
             particles = element.track(particles, element_method)
         return particles
 
@@ -227,7 +227,7 @@ class Beamline:
 
         out = {}
         for element in self:
-            for key, value in element.numeric_parameters().items():
+            for key, value in element.arrays().items():
                 name = f"{element.name}.{key}"
                 if pattern is None or fnmatch.fnmatchcase(name, pattern):
                     out[name] = value
@@ -272,7 +272,7 @@ class Beamline:
         return any(
             backend.is_traced(value)
             for element in self
-            for value in element.numeric_parameters().values()
+            for value in element.arrays().values()
             if not isinstance(value, tuple)
         )
 
@@ -280,7 +280,7 @@ class Beamline:
         self, particles: Particles, method: str | None = None
     ) -> Iterator[tuple[Element, Particles]]:
         """Track element by element, yielding ``(element, particles after it)``."""
-        for element, element_method in self._plan(method):
+        for element, element_method in self.plan(method):
             particles = element.track(particles, element_method)
             yield element, particles
 
@@ -322,7 +322,7 @@ class Beamline:
         >>> [round(float(v), 6) for v in obs.readings["bpm1"]]
         [0.000833, 0.0]
         """
-        plan = list(self._plan(method))
+        plan = self.plan(method)
         xp = particles.xp
         lost_at = xp.full_like(particles.alive, -1, dtype=xp.int32)
         weight = xp.astype(particles.alive, particles.dtype)
@@ -366,14 +366,31 @@ class Beamline:
         spans[self._name] = (start, position)
         return spans
 
-    def _plan(self, method: str | None) -> Iterator[tuple[Element, str]]:
-        """Elements in tracking order with the method each one uses."""
+    def plan(self, method: str | None = None) -> tuple[tuple[Element, str], ...]:
+        """The compile plan: every element in tracking order with the method it uses.
+
+        This is what tracking and the compilers (``jax_scan``, ``torch_compile``) walk:
+        nested beamlines are flattened, and each element's method is its own
+        ``method``, else that of the innermost beamline setting one, else ``method``.
+
+        Parameters
+        ----------
+        method
+            Tracking method for elements that do not fix their own (one of
+            :data:`~beamtrack.tracking.stepping.METHODS`); the beamline's when ``None``.
+
+        Returns
+        -------
+        tuple of (Element, str)
+            ``(element, method)`` pairs; ``element.track(particles, method)`` in this
+            order is :meth:`track`.
+        """
         if method is not None and method not in METHODS:
             raise ParameterError(
-                f"Beamline {self._name!r}: unknown tracking method {method!r}; "
-                f"choose one of {', '.join(METHODS)}"
-            )
-        yield from self._resolved(method)
+                f"unknown tracking method {method!r}; choose one of {', '.join(METHODS)}",
+                element=f"Beamline {self._name!r}")
+        return tuple((element, element.method or line_method)
+                     for element, line_method in self._resolved(method))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Beamline):

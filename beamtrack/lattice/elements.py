@@ -1,34 +1,46 @@
 """Element records: immutable descriptions of beamline elements.
 
 A record holds an element's name and physical parameters and knows which tracking
-function serves it; it computes nothing itself. Parameters are Python numbers or
-arrays of any backend (with optional batch dimensions), so a beamline is a
-differentiable function of its parameters.
+function serves it; it computes nothing itself. Each kind is declared once: a frozen
+dataclass made by :func:`element_kind` whose fields are
+:class:`~beamtrack.lattice.parameters.Parameter` declarations (unit, meaning, role,
+rule), with the shared blocks :data:`~beamtrack.lattice.parameters.MISALIGNMENT` and
+:data:`~beamtrack.lattice.parameters.SLICING`. Validation, :meth:`Element.parameters`,
+:meth:`Element.arrays`, the JAX pytree, the docstring's parameter list and the lattice
+files all read that declaration.
+
+Parameters are Python numbers or arrays of any backend (with optional batch
+dimensions), so a beamline is a differentiable function of its parameters. Compilers
+(``jax_scan``, ``torch_compile``) use :meth:`Element.signature`,
+:meth:`Element.arrays` and :meth:`Element.rebuild`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import math
 import numbers
-from collections.abc import Callable
+import re
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
+import array_api_compat
+import numpy as np
+
+from beamtrack.backends import backend_of
 from beamtrack.backends.pytrees import ensure_registered, register_pytree
 from beamtrack.lattice.errors import UnknownParameterError
-from beamtrack.lattice.validation import (
-    check_choice,
-    check_parameter,
-    check_sequence,
-    check_tuple,
-    short_repr,
-    values_equal,
-)
+from beamtrack.lattice.parameters import LENGTH, MISALIGNMENT, SLICING, Parameter, param
+from beamtrack.lattice.validation import check_value
 from beamtrack.tracking.aperture import APERTURE_SHAPES, aperture_factor, track_aperture
 from beamtrack.tracking.bend import (
     FRINGE_TYPES,
+    UNSUPPORTED_FRINGE_TYPES,
     check_bend_geometry,
-    check_fringe_type,
     rbend_to_sbend,
     track_rbend,
     track_sbend,
@@ -54,55 +66,59 @@ from beamtrack.tracking.quadrupole import track_quadrupole
 from beamtrack.tracking.solenoid import track_solenoid
 from beamtrack.tracking.stepping import METHODS
 
-#: Element kinds by name, filled by :func:`element_record`.
+#: Element kinds by name (the class name, as in lattice files), filled by
+#: :func:`element_kind`.
 ELEMENT_KINDS: dict[str, type[Element]] = {}
 
+@contextlib.contextmanager
+def _labelled(label: str) -> Iterator[None]:
+    """Relabel a :class:`ParameterError` raised inside with the element ``label``."""
+    try:
+        yield
+    except ParameterError as exc:
+        relabelled = exc.for_element(label)
+        if relabelled is exc:
+            raise
+        raise relabelled from exc
 
-def element_record(cls: type) -> type:
-    """Make ``cls`` a frozen element dataclass with checked construction.
 
-    ``name`` stays the one positional field; all parameters are keyword-only. An
-    unknown keyword raises :class:`UnknownParameterError` naming the element and the
-    parameter, and the kind is registered for lattice files.
-    """
-    cls = dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
-    generated_init = cls.__init__
-    valid = {f.name for f in dataclasses.fields(cls)}
+class _CheckedCall:
+    """Checks the arguments of an element's constructor before the dataclass sees them."""
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - valid)
+    #: Names of the dataclass fields, set by :func:`element_kind` (read here without
+    #: ``dataclasses.fields``, which ``torch.compile`` cannot trace on a class).
+    _field_names: ClassVar[tuple[str, ...]] = ("name", "method")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        valid = cls._field_names
+        unknown = sorted(set(kwargs) - set(valid))
+        label = f"{cls.__name__} {kwargs.get('name', args[0] if args else '?')!r}"
         if unknown:
-            name = kwargs.get("name", args[0] if args else "?")
             raise UnknownParameterError(
-                f"{cls.__name__} {name!r}: unknown parameter(s) {', '.join(unknown)}; "
-                f"valid parameters: {', '.join(sorted(valid - {'name'}))}"
-            )
+                f"unknown parameter(s) {', '.join(unknown)}; valid parameters: "
+                f"{', '.join(sorted(set(valid) - {'name'}))}", element=label)
         if len(args) > 1:
-            raise ParameterError(
-                f"{cls.__name__} {args[0]!r}: only the name is positional; pass parameters "
-                "by keyword, e.g. length=0.5"
-            )
-        generated_init(self, *args, **kwargs)
-
-    __init__.__doc__ = generated_init.__doc__
-    __init__.__signature__ = __import__("inspect").signature(generated_init)  # type: ignore[attr-defined]
-    cls.__init__ = __init__
-    ELEMENT_KINDS[cls.__name__] = cls
-    register_pytree(cls, _flatten_element, _unflatten_element)
-    return cls
+            raise ParameterError("only the name is positional; pass parameters by keyword, "
+                                 "e.g. length=0.5", element=label)
+        return super().__new__(cls)
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class Element:
+class Element(_CheckedCall):
     """Base of all element records.
+
+    An element kind is a frozen, keyword-only dataclass made by :func:`element_kind`
+    whose fields declare its parameters (:func:`~beamtrack.lattice.parameters.param`).
+    The constructor validates every parameter by its declared rule; an unknown keyword
+    raises :class:`~beamtrack.lattice.errors.UnknownParameterError`.
 
     Parameters
     ----------
     name
         Unique name of the element in its beamline.
     method
-        Tracking method for this element (``"bmad"`` or ``"linear"``); ``None`` uses
-        the beamline's choice.
+        Tracking method for this element (one of
+        :data:`~beamtrack.tracking.stepping.METHODS`); ``None`` uses the beamline's.
     """
 
     name: str
@@ -110,8 +126,6 @@ class Element:
 
     #: Tracking function serving this kind; ``None`` for elements without a body.
     tracker: ClassVar[Callable[..., Particles] | None] = None
-    #: Parameters that must be Python integers (they set loop lengths).
-    integer_parameters: ClassVar[tuple[str, ...]] = ()
     #: Whether runs of this kind in "linear" mode may be fused into one map by
     #: ``Beamline.merged`` (False for elements that observe or limit the beam or change
     #: the reference energy).
@@ -119,79 +133,134 @@ class Element:
     #: Whether the "linear" method gives an affine map that optics can read off by
     #: tracking unit vectors (False for user functions, :class:`Custom`).
     affine_when_linear: ClassVar[bool] = True
-    #: Parameters given order by order (multipole strengths): a tuple of numbers or
-    #: arrays (a list is stored as a tuple), or one array whose first axis runs over
-    #: the orders.
-    sequence_parameters: ClassVar[tuple[str, ...]] = ()
-    #: Parameters that must be >= 0 (numbers, every entry of arrays; integers listed
-    #: in ``integer_parameters`` may then be 0).
-    nonnegative_parameters: ClassVar[tuple[str, ...]] = ()
-    #: Parameters that take one of a few strings: ``{name: choices}``.
-    choice_parameters: ClassVar[dict[str, tuple[str, ...]]] = {}
-    #: Parameters that are tuples of positive Python numbers: ``{name: (size, type)}``
-    #: with type ``int`` or ``float``. Lists (as read from lattice files) become tuples.
-    tuple_parameters: ClassVar[dict[str, tuple[int, type]]] = {}
-    #: Parameters that hold a Python callable (the function of :class:`Custom`).
-    callable_parameters: ClassVar[tuple[str, ...]] = ()
     #: Observation function of diagnostics, ``(particles, **parameters) -> array``
     #: (Monitor reading, Screen image); ``None`` for elements that observe nothing.
     observer: ClassVar[Callable[..., Any] | None] = None
     #: Differentiable survival factor of limiting elements (Aperture),
     #: ``(particles, **parameters) -> (*batch, n)`` in [0, 1]; ``None`` otherwise.
     survival: ClassVar[Callable[..., Any] | None] = None
+    #: Checks across parameters: ``(check, names)`` pairs, called as
+    #: ``check(*values, label)`` after each parameter passed its own rule.
+    checks: ClassVar[tuple[tuple[Callable[..., None], tuple[str, ...]], ...]] = ()
+    #: The declaration (see :meth:`declaration`), set by :func:`element_kind`.
+    _declaration: ClassVar[Mapping[str, Parameter]] = MappingProxyType({})
 
     def __post_init__(self) -> None:
         ensure_registered()
-        kind = type(self).__name__
         if not isinstance(self.name, str) or not self.name:
-            raise ParameterError(f"{kind}: name must be a non-empty string, got {self.name!r}")
+            raise ParameterError(f"name must be a non-empty string, got {self.name!r}",
+                                 element=self.kind)
+        label = self._label
         if self.method is not None and self.method not in METHODS:
-            raise ParameterError(
-                f"{kind} {self.name!r}: parameter 'method' must be one of "
-                f"{', '.join(METHODS)} or None, got {self.method!r}"
-            )
-        for key, value in self.parameters().items():
-            if key in self.sequence_parameters:
-                object.__setattr__(self, key, check_sequence(kind, self.name, key, value))
-                continue
-            if key in self.callable_parameters:
-                if not callable(value):
-                    raise ParameterError(f"{kind} {self.name!r}: parameter {key!r} must be "
-                                         f"callable, got {type(value).__name__}")
-            elif key in self.choice_parameters:
-                check_choice(kind, self.name, key, value, self.choice_parameters[key])
-            elif key in self.tuple_parameters:
-                size, entry_type = self.tuple_parameters[key]
-                object.__setattr__(
-                    self, key, check_tuple(kind, self.name, key, value, size, entry_type)
-                )
-            else:
-                check_parameter(kind, self.name, key, value, key in self.integer_parameters,
-                                 key in self.nonnegative_parameters)
+            raise ParameterError(f"parameter 'method' must be one of {', '.join(METHODS)} "
+                                 f"or None, got {self.method!r}", element=label)
+        reserved = frozenset(self._field_names)
+        try:
+            with _labelled(label):
+                for key, spec in self.declaration().items():
+                    value = check_value(spec, key, getattr(self, key), reserved)
+                    object.__setattr__(self, key, value)
+                for check, keys in self.checks:
+                    check(*(getattr(self, key) for key in keys), label)
+        except NotImplementedError as exc:
+            raise NotImplementedError(f"{label}: {exc}") from None
+
+    # -- declaration -------------------------------------------------------------------
+    @classmethod
+    def declaration(cls) -> Mapping[str, Parameter]:
+        """The declared parameters of this kind, ``{name: Parameter}``, in order.
+
+        Everything except ``name`` and ``method``; read-only.
+        """
+        return cls._declaration
 
     @property
     def kind(self) -> str:
         """Element kind (the class name, as in Bmad)."""
         return type(self).__name__
 
+    @property
+    def _label(self) -> str:
+        return f"{self.kind} {self.name!r}"
+
     def parameters(self) -> dict[str, Any]:
-        """Physical parameters (everything except ``name`` and ``method``)."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ("name", "method")
-        }
+        """Physical parameters (everything except ``name`` and ``method``), in order.
+
+        The entries of a ``"mapping"`` parameter (``Custom.values``) appear one by one.
+        """
+        out: dict[str, Any] = {}
+        for key, spec in self.declaration().items():
+            value = getattr(self, key)
+            if spec.role == "mapping":
+                out.update(value)
+            else:
+                out[key] = value
+        return out
+
+    def arrays(self) -> dict[str, Any]:
+        """The differentiable parameters: numbers, arrays and sequences of them.
+
+        Leaves out static parameters (integers such as ``num_steps`` and ``seed``,
+        choices, fixed tuples such as a screen's ``resolution``, functions) and unset
+        optional values (``None``). These are the leaves of the element as a JAX pytree
+        and what :meth:`rebuild` replaces.
+        """
+        out: dict[str, Any] = {}
+        for key, spec in self.declaration().items():
+            value = getattr(self, key)
+            if spec.role == "mapping":
+                out.update(value)
+            elif spec.differentiable and value is not None:
+                out[key] = value
+        return out
 
     def numeric_parameters(self) -> dict[str, Any]:
-        """The continuous (differentiable) parameters: numbers, arrays and sequences of them.
+        """The same as :meth:`arrays` (the name used by ``Beamline.parameters``)."""
+        return self.arrays()
 
-        Leaves out integers (``num_steps``, ``seed``), choices (strings), fixed tuples
-        (screen ``resolution``) and unset optional values (``None``).
+    def signature(self, method: str = "bmad") -> tuple[Any, ...]:
+        """What must agree for two elements to share one compiled tracking function.
+
+        Parameters
+        ----------
+        method
+            Tracking method of the line; the element's own ``method`` takes precedence.
+
+        Returns
+        -------
+        tuple
+            Hashable ``(kind class, method, static parameters as (name, value) pairs,
+            names of the arrays)``; the name and the array values are not part of it.
         """
-        fixed = (set(self.integer_parameters) | set(self.choice_parameters)
-                 | set(self.tuple_parameters) | set(self.callable_parameters))
-        return {k: v for k, v in self.parameters().items() if k not in fixed and v is not None}
+        arrays = self.arrays()
+        static = tuple((k, v) for k, v in self.parameters().items() if k not in arrays)
+        return (type(self), self.method or method, static, tuple(arrays))
 
+    def rebuild(self, arrays: Mapping[str, Any]) -> Element:
+        """A copy with new values of some differentiable parameters, without validation.
+
+        Parameters
+        ----------
+        arrays
+            ``{name: value}`` for names of :meth:`arrays` (or unset optional
+            parameters); values may be JAX tracers or torch tensors of any shape.
+
+        Returns
+        -------
+        Element
+            The same kind, name and method, with ``arrays`` replaced.
+        """
+        declaration = self.declaration()
+        allowed = set(self.arrays()) | {k for k, s in declaration.items()
+                                        if s.differentiable and s.role != "mapping"}
+        unknown = sorted(set(arrays) - allowed)
+        if unknown:
+            raise UnknownParameterError(
+                f"rebuild: {', '.join(unknown)} are not differentiable parameters; they "
+                f"are {', '.join(sorted(self.arrays()))}", element=self._label)
+        return _assemble(type(self), vars(self), arrays)
+
+    # -- geometry ----------------------------------------------------------------------
     @property
     def length(self) -> Any:
         """Length [m] (zero for elements without a ``length`` parameter)."""
@@ -206,17 +275,22 @@ class Element:
         """
         return self.length
 
+    @property
+    def has_body(self) -> bool:
+        """Whether tracking changes the particles (False for markers and diagnostics)."""
+        return self.tracker is not None
+
+    # -- tracking ----------------------------------------------------------------------
     def track(self, particles: Particles, method: str = "bmad") -> Particles:
         """Track ``particles`` with this element's tracking function.
 
-        ``method`` is used unless the element fixes its own ``method``.
+        ``method`` is used unless the element fixes its own ``method``. Errors of the
+        tracking function name this element.
         """
         if self.tracker is None:
             return particles
-        try:
+        with _labelled(self._label):
             return type(self).tracker(particles, **self.parameters(), method=self.method or method)
-        except ParameterError as exc:
-            raise ParameterError(f"{self.kind} {self.name!r}: {exc}") from exc
 
     def observe(self, particles: Particles) -> Any:
         """What this element observes of ``particles``; ``None`` if it observes nothing.
@@ -227,10 +301,8 @@ class Element:
         observer = type(self).observer
         if observer is None:
             return None
-        try:
+        with _labelled(self._label):
             return observer(particles, **self.parameters())
-        except ParameterError as exc:
-            raise ParameterError(f"{self.kind} {self.name!r}: {exc}") from exc
 
     def survival_factor(self, particles: Particles) -> Any:
         """Differentiable survival factor in [0, 1] of ``particles`` arriving here.
@@ -242,35 +314,34 @@ class Element:
         survival = type(self).survival
         if survival is None:
             return None
-        try:
+        with _labelled(self._label):
             return survival(particles, **self.parameters())
-        except ParameterError as exc:
-            raise ParameterError(f"{self.kind} {self.name!r}: {exc}") from exc
 
-    @classmethod
-    def _rebuild(cls, name: str, method: str | None, static: dict[str, Any],
-                 numeric: dict[str, Any]) -> Element:
-        """An element from its parts, without validation (values may be JAX tracers)."""
-        element = object.__new__(cls)
-        object.__setattr__(element, "name", name)
-        object.__setattr__(element, "method", method)
-        for key, value in {**static, **numeric}.items():
-            object.__setattr__(element, key, value)
-        return element
-
-    @property
-    def has_body(self) -> bool:
-        """Whether tracking changes the particles (False for markers and diagnostics)."""
-        return self.tracker is not None
-
+    # -- copies, comparison, display -----------------------------------------------------
     def replace(self, **params: Any) -> Element:
-        """A copy with some parameters replaced (validated like the constructor)."""
-        unknown = sorted(set(params) - {f.name for f in dataclasses.fields(self)})
+        """A copy with some parameters replaced (validated like the constructor).
+
+        Entries of a ``"mapping"`` parameter (``Custom.values``) can be replaced one by
+        one by their names.
+        """
+        fields = {key: getattr(self, key) for key in self._field_names}
+        mappings = [k for k, s in self.declaration().items() if s.role == "mapping"]
+        for key in mappings:
+            fields[key] = dict(fields[key])
+        unknown = []
+        for key, value in params.items():
+            entry = next((m for m in mappings if key in fields[m]), None)
+            if key in fields:
+                fields[key] = value
+            elif entry is not None:
+                fields[entry][key] = value
+            else:
+                unknown.append(key)
         if unknown:
             raise UnknownParameterError(
-                f"{self.kind} {self.name!r}: unknown parameter(s) {', '.join(unknown)}"
-            )
-        return dataclasses.replace(self, **params)
+                f"unknown parameter(s) {', '.join(sorted(unknown))}; its parameters are "
+                f"{', '.join(self.parameters()) or '(none)'}", element=self._label)
+        return type(self)(**fields)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -279,629 +350,439 @@ class Element:
         if (self.name, self.method) != (other.name, other.method):
             return False
         mine, theirs = self.parameters(), other.parameters()
-        return all(values_equal(mine[k], theirs[k]) for k in mine)
+        return mine.keys() == theirs.keys() and all(_values_equal(mine[k], theirs[k])
+                                                    for k in mine)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        parts = [repr(self.name)] + [f"{k}={short_repr(v)}" for k, v in self.parameters().items()]
+        parts = [repr(self.name)] + [f"{k}={_short_repr(v)}" for k, v in self.parameters().items()]
         if self.method:
             parts.append(f"method={self.method!r}")
         return f"{self.kind}({', '.join(parts)})"
 
 
+def _assemble(cls: type[Element], fields: Mapping[str, Any], arrays: Mapping[str, Any]) -> Any:
+    """An element of ``cls`` from all its ``fields`` with ``arrays`` put in, unchecked.
+
+    Names of ``arrays`` that are not fields go into the ``"mapping"`` parameter.
+    """
+    declaration = cls.declaration()
+    values = dict(fields)
+    mappings = [k for k, s in declaration.items() if s.role == "mapping"]
+    for key in mappings:
+        values[key] = dict(values[key])
+    for key, value in arrays.items():
+        if key in declaration:
+            values[key] = value
+        else:
+            values[mappings[0]][key] = value
+    element = object.__new__(cls)
+    for key, value in values.items():
+        object.__setattr__(element, key, value)
+    return element
+
+
 def _flatten_element(element: Element) -> tuple[tuple[Any, ...], Any]:
-    """JAX pytree: the numeric parameters are children, everything else static."""
-    numeric = element.numeric_parameters()
-    keys = tuple(numeric)
-    static = tuple((k, v) for k, v in element.parameters().items() if k not in numeric)
-    return tuple(numeric[k] for k in keys), (type(element), element.name, element.method,
-                                             keys, static)
+    """JAX pytree: the arrays are the children, everything else is static."""
+    arrays = element.arrays()
+    declaration = element.declaration()
+    static = tuple(
+        (key, () if key in declaration and declaration[key].role == "mapping" else value)
+        for key, value in vars(element).items() if key not in arrays)
+    return tuple(arrays.values()), (type(element), tuple(arrays), static)
 
 
 def _unflatten_element(aux: Any, children: Any) -> Element:
-    cls, name, method, keys, static = aux
-    return cls._rebuild(name, method, dict(static), dict(zip(keys, children)))
+    cls, keys, static = aux
+    return _assemble(cls, dict(static), dict(zip(keys, children)))
 
 
-@element_record
-class Drift(Element):
-    """Field-free drift (Bmad ``drift``).
+def _short_repr(value: Any) -> str:
+    if array_api_compat.is_array_api_obj(value):
+        return f"<{type(value).__module__.split('.')[0]} array {tuple(value.shape)}>"
+    return repr(value)
+
+
+def _values_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        return (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)
+                and all(_values_equal(u, v) for u, v in zip(a, b)))
+    a_arr = array_api_compat.is_array_api_obj(a)
+    b_arr = array_api_compat.is_array_api_obj(b)
+    if not a_arr and not b_arr:
+        return bool(a == b)
+    to_np = [backend_of(v).to_numpy(v) if array_api_compat.is_array_api_obj(v) else np.asarray(v)
+             for v in (a, b)]
+    return to_np[0].shape == to_np[1].shape and bool(np.array_equal(to_np[0], to_np[1]))
+
+
+# -- declaring kinds ---------------------------------------------------------------------
+_SECTION = re.compile(r"^(Notes|Examples|See Also|References|Warnings)\n-+$", re.MULTILINE)
+
+
+def _entry(name: str, type_text: str, meaning: str) -> str:
+    body = textwrap.fill(meaning, 84, initial_indent="    ", subsequent_indent="    ")
+    return f"{name} : {type_text}\n{body}"
+
+
+def _document(cls: type[Element], summary: str) -> str:
+    """``summary`` with a Parameters section generated from the declaration."""
+    entries = [_entry("name", "str", "Element name, unique in its beamline.")]
+    entries += [_entry(key, spec.type_text, spec.meaning)
+                for key, spec in cls.declaration().items()]
+    entries.append(_entry("method", "{" + ", ".join(map(repr, (None, *METHODS))) + "}",
+                          "Tracking method of this element; None uses the beamline's."))
+    section = "Parameters\n----------\n" + "\n".join(entries)
+    summary = inspect.cleandoc(summary)
+    match = _SECTION.search(summary)
+    if match is None:
+        return f"{summary}\n\n{section}\n"
+    return f"{summary[:match.start()]}{section}\n\n{summary[match.start():]}"
+
+
+def element_kind(cls: type | None = None, *, blocks: tuple[Mapping[str, Parameter], ...] = (),
+                 order: tuple[str, ...] | None = None, register: bool = True) -> Any:
+    """Make an element kind: a frozen, keyword-only dataclass of declared parameters.
 
     Parameters
     ----------
-    name
-        Element name.
-    length
-        Length [m].
-    """
+    cls
+        The class (a subclass of :class:`Element`) whose annotated fields are
+        :func:`~beamtrack.lattice.parameters.param` declarations.
+    blocks
+        Shared blocks of parameters (:data:`~beamtrack.lattice.parameters.MISALIGNMENT`,
+        :data:`~beamtrack.lattice.parameters.SLICING`) added after the class's own
+        fields, in the order given.
+    order
+        The order of all new fields (own and block), where it is not that one.
+    register
+        Add the kind to :data:`ELEMENT_KINDS` and write its docstring's Parameters
+        section (False for private bases shared by several kinds).
 
-    length: Any = 0.0
+    Returns
+    -------
+    type
+        The dataclass (``dataclasses.dataclass(frozen=True, kw_only=True, eq=False,
+        repr=False)``), registered as a JAX pytree.
+    """
+    def build(cls: type) -> type:
+        summary = cls.__dict__.get("__doc__") or ""
+        annotations = dict(cls.__dict__.get("__annotations__", {}))
+        for block in blocks:
+            for key, spec in block.items():
+                annotations[key] = "int" if spec.role == "integer" else "Any"
+                setattr(cls, key, spec.field())
+        if order is not None:
+            if sorted(order) != sorted(annotations):
+                raise TypeError(f"{cls.__name__}: order {order} must name the fields "
+                                f"{tuple(annotations)}")
+            annotations = {key: annotations[key] for key in order}
+        cls.__annotations__ = annotations
+        cls = dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
+        fields = dataclasses.fields(cls)
+        undeclared = [f.name for f in fields
+                      if f.name not in ("name", "method") and "parameter" not in f.metadata]
+        if undeclared:
+            raise TypeError(f"{cls.__name__}: declare {', '.join(undeclared)} with param()")
+        cls._field_names = tuple(f.name for f in fields)
+        cls._declaration = MappingProxyType({f.name: f.metadata["parameter"] for f in fields
+                                             if "parameter" in f.metadata})
+        if register:
+            cls.__doc__ = _document(cls, summary)
+            ELEMENT_KINDS[cls.__name__] = cls
+            register_pytree(cls, _flatten_element, _unflatten_element)
+        return cls
+
+    return build if cls is None else build(cls)
+
+
+# -- the kinds ---------------------------------------------------------------------------
+_THIN_LENGTH = Parameter(0.0, "m", "Length (zero: a thin kick).")
+
+
+@element_kind
+class Drift(Element):
+    """Field-free drift (Bmad ``drift``)."""
+
+    length: Any = LENGTH.field()
 
     tracker = staticmethod(track_drift)
 
 
-@element_record
+@element_kind(blocks=(SLICING, MISALIGNMENT))
 class Quadrupole(Element):
-    """Quadrupole magnet (Bmad ``quadrupole``, "bmad_standard" tracking).
+    """Quadrupole magnet (Bmad ``quadrupole``, "bmad_standard" tracking)."""
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m].
-    k1
-        Normalised gradient [1/m^2]; positive focuses horizontally.
-    num_steps
-        Number of body slices.
-    tilt
-        Rotation about s [rad].
-    x_offset, y_offset
-        Magnet offsets [m].
-    """
-
-    length: Any = 0.0
-    k1: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
+    length: Any = LENGTH.field()
+    k1: Any = param(0.0, "1/m^2", "Normalised gradient; positive focuses horizontally.")
 
     tracker = staticmethod(track_quadrupole)
-    integer_parameters = ("num_steps",)
 
 
-@element_record
+@element_kind
 class Marker(Element):
     """Zero-length marker: a named point of the beamline; particles pass unchanged."""
 
 
-@element_record
+@element_kind(blocks=(MISALIGNMENT,),
+              order=("x_offset", "y_offset", "tilt", "resolution", "seed"))
 class Monitor(Element):
     """Beam position monitor (Bmad ``monitor``), zero length.
 
     Particles pass unchanged under every tracking method. Its reading
     (:meth:`~Element.observe`, or ``Beamline.observe(...).readings[name]``) is the
-    centroid ``(x, y)`` of the alive particles in the monitor frame plus optional
-    Gaussian noise; see :func:`~beamtrack.tracking.diagnostics.monitor_reading`.
-
-    Parameters
-    ----------
-    name
-        Element name.
-    x_offset, y_offset
-        Monitor offsets [m] (the reading is relative to the monitor centre).
-    tilt
-        Rotation of the monitor about s [rad].
-    resolution
-        RMS measurement noise [m] per plane (>= 0; 0 for an ideal monitor).
-    seed
-        Seed of the noise (integer >= 0): the same noise on every backend and call.
+    centroid ``(x, y)`` of the alive particles in the monitor frame (relative to the
+    monitor centre, rotated by its tilt) plus optional Gaussian noise; see
+    :func:`~beamtrack.tracking.diagnostics.monitor_reading`.
     """
 
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-    tilt: Any = 0.0
-    resolution: Any = 0.0
-    seed: int = 0
+    resolution: Any = param(0.0, "m", "RMS measurement noise per plane (0: an ideal "
+                                      "monitor).", nonnegative=True)
+    seed: int = param(0, "", "Seed of the noise: the same noise on every backend and "
+                             "call.", minimum=0)
 
     observer = staticmethod(monitor_reading)
     mergeable = False
-    integer_parameters = ("seed",)
-    nonnegative_parameters = ("resolution", "seed")
 
 
-@element_record
+@element_kind(blocks=(MISALIGNMENT,),
+              order=("resolution", "pixel_size", "x_offset", "y_offset", "tilt", "deposit",
+                     "bandwidth"))
 class Screen(Element):
     """Imaging screen (a Bmad ``instrument`` with a pixel detector), zero length.
 
     Particles pass unchanged under every tracking method. Its image
     (:meth:`~Element.observe`, or ``Beamline.observe(...).images[name]``) has shape
-    ``(*batch, ny, nx)``; see :func:`~beamtrack.tracking.diagnostics.screen_image`.
-
-    Parameters
-    ----------
-    name
-        Element name.
-    resolution
-        ``(nx, ny)``: number of pixels along x and y.
-    pixel_size
-        ``(dx, dy)``: pixel width and height [m]; the grid is centred on the screen.
-    x_offset, y_offset, tilt
-        Screen position [m] and rotation about s [rad].
-    deposit
-        ``"histogram"`` (counts, no gradient), ``"cic"`` (cloud in cell, bilinear) or
-        ``"kde"`` (Gaussian kernel density); the last two are differentiable.
-    bandwidth
-        Standard deviation of the ``"kde"`` kernel [m]; 0 uses the pixel size.
+    ``(*batch, ny, nx)`` on a pixel grid centred on the screen; see
+    :func:`~beamtrack.tracking.diagnostics.screen_image`.
     """
 
-    resolution: tuple[int, int] = (100, 100)
-    pixel_size: tuple[float, float] = (1.0e-4, 1.0e-4)
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-    tilt: Any = 0.0
-    deposit: str = "histogram"
-    bandwidth: Any = 0.0
+    resolution: tuple[int, int] = param((100, 100), "", "(nx, ny): number of pixels "
+                                         "along x and y.", size=2, entry=int)
+    pixel_size: tuple[float, float] = param((1.0e-4, 1.0e-4), "m", "(dx, dy): pixel width "
+                                            "and height.", size=2, entry=float)
+    deposit: str = param("histogram", "", "How particles make the image: counts (no "
+                         "gradient), cloud in cell (bilinear) or a Gaussian kernel density; "
+                         "the last two are differentiable.", choices=SCREEN_DEPOSITS)
+    bandwidth: Any = param(0.0, "m", "Standard deviation of the 'kde' kernel; 0 uses the "
+                                     "pixel size.", nonnegative=True)
 
     observer = staticmethod(screen_image)
     mergeable = False
-    choice_parameters = {"deposit": SCREEN_DEPOSITS}
-    tuple_parameters = {"resolution": (2, int), "pixel_size": (2, float)}
-    nonnegative_parameters = ("bandwidth",)
 
 
-@element_record
+@element_kind(blocks=(MISALIGNMENT,),
+              order=("shape", "x_limit", "y_limit", "x_offset", "y_offset", "tilt", "smooth"))
 class Aperture(Element):
     """Zero-length aperture (Bmad's limit parameters as an element of its own).
 
     Particles outside are lost (``alive`` cleared, coordinates kept); the cut is the
-    same under the ``"bmad"`` and ``"linear"`` methods. See
+    same under every tracking method. See
     :func:`~beamtrack.tracking.aperture.track_aperture` for the exact Bmad rules.
-
-    Parameters
-    ----------
-    name
-        Element name.
-    shape
-        ``"rectangular"`` or ``"elliptical"``.
-    x_limit, y_limit
-        Half-widths [m] (Bmad's symmetric ``x1_limit = x2_limit``, ...); 0 means no
-        limit in that plane.
-    x_offset, y_offset, tilt
-        Aperture position [m] and rotation about s [rad].
-    smooth
-        Softness length [m] of the differentiable survival weight
-        (:func:`~beamtrack.tracking.aperture.aperture_factor`, collected by
-        ``Beamline.observe``); 0 gives the hard 0/1 weight. It never changes the cut.
     """
 
-    shape: str = "rectangular"
-    x_limit: Any = 0.0
-    y_limit: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-    tilt: Any = 0.0
-    smooth: Any = 0.0
+    shape: str = param("rectangular", "", "Shape of the opening.", choices=APERTURE_SHAPES)
+    x_limit: Any = param(0.0, "m", "Horizontal half-width (Bmad's symmetric x1_limit = "
+                                   "x2_limit); 0: no limit.", nonnegative=True)
+    y_limit: Any = param(0.0, "m", "Vertical half-width; 0: no limit.", nonnegative=True)
+    smooth: Any = param(0.0, "m", "Softness length of the differentiable survival weight "
+                                  "(aperture_factor, collected by Beamline.observe); 0 gives "
+                                  "the hard 0/1 weight. It never changes the cut.",
+                        nonnegative=True)
 
     tracker = staticmethod(track_aperture)
     mergeable = False
     survival = staticmethod(aperture_factor)
-    choice_parameters = {"shape": APERTURE_SHAPES}
-    nonnegative_parameters = ("x_limit", "y_limit", "smooth")
 
 
-@element_record
+@element_kind(blocks=(SLICING, MISALIGNMENT))
 class Sextupole(Element):
-    """Sextupole magnet (Bmad ``sextupole``, "bmad_standard" kick-drift-kick tracking).
+    """Sextupole magnet (Bmad ``sextupole``, "bmad_standard" kick-drift-kick tracking);
+    ``tilt = pi/6`` makes a skew sextupole."""
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m].
-    k2
-        Normalised strength ``(d^2 B_y/dx^2) / (B rho)`` [1/m^3].
-    num_steps
-        Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad] (``pi/6``: skew sextupole).
-    x_offset, y_offset
-        Magnet offsets [m].
-    """
-
-    length: Any = 0.0
-    k2: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
+    length: Any = LENGTH.field()
+    k2: Any = param(0.0, "1/m^3", "Normalised strength (d^2 B_y/dx^2) / (B rho).")
 
     tracker = staticmethod(track_sextupole)
-    integer_parameters = ("num_steps",)
 
 
-@element_record
+@element_kind(blocks=(SLICING, MISALIGNMENT))
 class Octupole(Element):
-    """Octupole magnet (Bmad ``octupole``, "bmad_standard" kick-drift-kick tracking).
+    """Octupole magnet (Bmad ``octupole``, "bmad_standard" kick-drift-kick tracking);
+    ``tilt = pi/8`` makes a skew octupole."""
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m].
-    k3
-        Normalised strength ``(d^3 B_y/dx^3) / (B rho)`` [1/m^4].
-    num_steps
-        Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad] (``pi/8``: skew octupole).
-    x_offset, y_offset
-        Magnet offsets [m].
-    """
-
-    length: Any = 0.0
-    k3: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
+    length: Any = LENGTH.field()
+    k3: Any = param(0.0, "1/m^4", "Normalised strength (d^3 B_y/dx^3) / (B rho).")
 
     tracker = staticmethod(track_octupole)
-    integer_parameters = ("num_steps",)
 
 
-@element_record
+_KNL = Parameter((), "m^-n", "Integrated normal strengths K_nL, entry n of order n: a tuple "
+                 "(or list) of numbers or arrays, or one array whose first axis runs over "
+                 "the orders. K0L bends the reference orbit (Bmad and MAD-X convention).",
+                 role="orders")
+_KSL = Parameter((), "m^-n", "Integrated skew strengths K_nSL, order by order as knl.",
+                 role="orders")
+
+
+@element_kind(blocks=(SLICING, MISALIGNMENT))
 class ThickMultipole(Element):
-    """Straight thick multipole (Bmad ``thick_multipole``), kick-drift-kick tracking.
+    """Straight thick multipole (Bmad ``thick_multipole``), kick-drift-kick tracking."""
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m].
-    knl, ksl
-        Integrated normal and skew strengths ``K_nL``, ``K_nSL`` [m^-n], entry ``n`` of
-        order ``n``: a tuple (or list) of numbers or arrays, or one array whose first
-        axis runs over the orders.
-    num_steps
-        Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad].
-    x_offset, y_offset
-        Magnet offsets [m].
-    """
-
-    length: Any = 0.0
-    knl: Any = ()
-    ksl: Any = ()
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
+    length: Any = LENGTH.field()
+    knl: Any = _KNL.field()
+    ksl: Any = _KSL.field()
 
     tracker = staticmethod(track_thick_multipole)
-    integer_parameters = ("num_steps",)
-    sequence_parameters = ("knl", "ksl")
 
 
-@element_record
+@element_kind(blocks=(MISALIGNMENT,))
 class Multipole(Element):
-    """Thin multipole of any order (Bmad ``multipole``, MAD-X ``MULTIPOLE``).
+    """Thin multipole of any order (Bmad ``multipole``, MAD-X ``MULTIPOLE``)."""
 
-    Parameters
-    ----------
-    name
-        Element name.
-    knl, ksl
-        Integrated normal and skew strengths ``K_nL``, ``K_nSL`` [m^-n], order by order
-        (as for :class:`ThickMultipole`). ``K0L``/``K0SL`` bend the reference orbit
-        (zero-length bend, Bmad and MAD-X convention).
-    tilt
-        Rotation about s [rad].
-    x_offset, y_offset
-        Offsets [m].
-    """
-
-    knl: Any = ()
-    ksl: Any = ()
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
+    knl: Any = _KNL.field()
+    ksl: Any = _KSL.field()
 
     tracker = staticmethod(track_multipole)
-    sequence_parameters = ("knl", "ksl")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@element_kind(blocks=(SLICING, MISALIGNMENT), register=False)
 class _SinglePlaneCorrector(Element):
     """Parameters shared by :class:`HKicker` and :class:`VKicker` (not a kind)."""
 
-    length: Any = 0.0
-    kick: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-
-    integer_parameters = ("num_steps",)
+    length: Any = _THIN_LENGTH.field()
+    kick: Any = param(0.0, "", "Change of px = P_x/P0 (HKicker) or py = P_y/P0 (VKicker) "
+                               "over the element, not divided by 1 + pz.")
 
 
-@element_record
+@element_kind
 class HKicker(_SinglePlaneCorrector):
-    """Horizontal orbit corrector (Bmad ``hkicker``).
-
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m] (zero: thin kick).
-    kick
-        Change of ``px = P_x/P0`` over the element (not divided by ``1 + pz``).
-    num_steps
-        Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad] of the kick direction.
-    x_offset, y_offset
-        Offsets [m].
-    """
+    """Horizontal orbit corrector (Bmad ``hkicker``); ``tilt`` rotates the kick."""
 
     tracker = staticmethod(track_hkicker)
 
 
-@element_record
+@element_kind
 class VKicker(_SinglePlaneCorrector):
-    """Vertical orbit corrector (Bmad ``vkicker``).
-
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m] (zero: thin kick).
-    kick
-        Change of ``py = P_y/P0`` over the element (not divided by ``1 + pz``).
-    num_steps
-        Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad] of the kick direction.
-    x_offset, y_offset
-        Offsets [m].
-    """
+    """Vertical orbit corrector (Bmad ``vkicker``); ``tilt`` rotates the kick."""
 
     tracker = staticmethod(track_vkicker)
 
 
-@element_record
+@element_kind(blocks=(SLICING, MISALIGNMENT))
 class Kicker(Element):
-    """Horizontal and vertical orbit corrector (Bmad ``kicker``).
+    """Horizontal and vertical orbit corrector (Bmad ``kicker``)."""
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m] (zero: thin kick).
-    hkick, vkick
-        Changes of ``px`` and ``py`` over the element (not divided by ``1 + pz``).
-    num_steps
-        Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad] of the kick directions.
-    x_offset, y_offset
-        Offsets [m].
-    """
-
-    length: Any = 0.0
-    hkick: Any = 0.0
-    vkick: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
+    length: Any = _THIN_LENGTH.field()
+    hkick: Any = param(0.0, "", "Change of px over the element, not divided by 1 + pz.")
+    vkick: Any = param(0.0, "", "Change of py over the element, not divided by 1 + pz.")
 
     tracker = staticmethod(track_kicker)
-    integer_parameters = ("num_steps",)
 
 
-@element_record
+@element_kind(blocks=(SLICING, MISALIGNMENT))
 class Solenoid(Element):
-    """Solenoid (Bmad ``solenoid``, exact hard-edge "bmad_standard" tracking).
+    """Solenoid (Bmad ``solenoid``, exact hard-edge "bmad_standard" tracking, exact per
+    slice); its tilt has no effect (the field is axially symmetric)."""
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m].
-    ks
-        Normalised longitudinal field ``Bs / (B rho)`` [1/m].
-    num_steps
-        Number of body slices (the body is exact per slice).
-    tilt
-        Rotation about s [rad] (no effect: the field is axially symmetric).
-    x_offset, y_offset
-        Offsets of the solenoid axis [m].
-    """
-
-    length: Any = 0.0
-    ks: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
+    length: Any = LENGTH.field()
+    ks: Any = param(0.0, "1/m", "Normalised longitudinal field Bs / (B rho).")
 
     tracker = staticmethod(track_solenoid)
-    integer_parameters = ("num_steps",)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@element_kind(blocks=(SLICING, MISALIGNMENT), register=False)
 class _Cavity(Element):
-    """Parameters shared by the RF cavity records (not registered as a kind)."""
+    """Parameters shared by the RF cavity records (not a kind)."""
 
-    length: Any = 0.0
-    voltage: Any = 0.0
-    phi0: Any = 0.0
-    frequency: Any = 0.0
-    num_steps: int = 1
-    tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-
-    integer_parameters = ("num_steps",)
+    length: Any = LENGTH.field()
+    voltage: Any = param(0.0, "eV", "Energy gain amplitude of the reference species, charge "
+                                    "folded in (CrabCavity: deflecting voltage, a kick of "
+                                    "voltage / P0c at the crest).")
+    phi0: Any = param(0.0, "rad/2pi", "RF phase (LCavity: 0 is on crest).")
+    frequency: Any = param(0.0, "Hz", "RF frequency (may be 0 only with zero voltage).")
 
 
-@element_record
+@element_kind
 class RFCavity(_Cavity):
     """RF cavity without reference energy change (Bmad ``rfcavity``, kick-drift-kick).
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m].
-    voltage
-        Energy gain amplitude [eV] of the reference species (charge folded in).
-    phi0
-        RF phase [rad/2pi]; the energy kick is ``voltage sin(2 pi (phi0 + f (t0 - t)))``.
-    frequency
-        RF frequency [Hz] (may be 0 only with zero voltage).
-    num_steps
-        Number of drifts (``num_steps + 1`` energy kicks, half kicks at the ends).
-    tilt, x_offset, y_offset
-        Misalignments [rad, m] (no effect on this axially symmetric model).
+    The energy kick is ``voltage sin(2 pi (phi0 + f (t0 - t)))``; ``num_steps`` drifts
+    with ``num_steps + 1`` energy kicks (half kicks at the ends). The misalignments have
+    no effect on this axially symmetric model.
     """
 
     tracker = staticmethod(track_rfcavity)
 
 
-@element_record
+@element_kind
 class LCavity(_Cavity):
-    """Accelerating cavity (Bmad ``lcavity``, stair-step standing-wave model); the
-    reference momentum changes by the reference particle's energy gain
-    ``voltage cos(2 pi phi0)``.
+    """Accelerating cavity (Bmad ``lcavity``, stair-step standing-wave model).
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m].
-    voltage
-        Energy gain amplitude [eV] of the reference species (charge folded in).
-    phi0
-        RF phase [rad/2pi]; 0 is on crest.
-    frequency
-        RF frequency [Hz] (may be 0 only with zero voltage).
-    num_steps
-        Number of RF steps (Bmad's ``n_rf_steps``).
-    tilt, x_offset, y_offset
-        Misalignments [rad, m].
-    cavity_type
-        ``"standing_wave"`` (default) or ``"traveling_wave"`` (no ponderomotive kicks).
+    The reference momentum changes by the reference particle's energy gain
+    ``voltage cos(2 pi phi0)``; ``num_steps`` is Bmad's ``n_rf_steps``.
     """
 
-    cavity_type: str = "standing_wave"
+    cavity_type: str = param("standing_wave", "", "Standing wave, or traveling wave (no "
+                             "ponderomotive kicks).", choices=CAVITY_TYPES)
 
     tracker = staticmethod(track_lcavity)
     #: Changes the reference momentum: a fused linear map cannot carry that.
     mergeable = False
-    choice_parameters = {"cavity_type": CAVITY_TYPES}
 
 
-@element_record
+@element_kind
 class CrabCavity(_Cavity):
     """Transverse deflecting (crab) cavity (Bmad ``crab_cavity``).
 
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Length [m].
-    voltage
-        Deflecting voltage [eV] (kick ``voltage / P0 c`` at the crest; charge folded in).
-    phi0
-        RF phase [rad/2pi]; the kick is ``px += voltage/P0 sin(2 pi (phi0 + f (t0 - t)))``.
-    frequency
-        RF frequency [Hz] (may be 0 only with zero voltage).
-    num_steps
-        Number of thin kicks.
-    tilt
-        Rotation about s [rad] (``pi/2``: vertical deflection).
-    x_offset, y_offset
-        Offsets [m].
+    The kick is ``px += voltage/P0c sin(2 pi (phi0 + f (t0 - t)))`` in ``num_steps``
+    thin kicks; ``tilt = pi/2`` deflects vertically.
     """
 
     tracker = staticmethod(track_crab_cavity)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@element_kind(blocks=(MISALIGNMENT, SLICING), register=False,
+              order=("length", "angle", "e1", "e2", "k1", "fint", "hgap", "fint_exit",
+                     "hgap_exit", "fringe_type", "tilt", "ref_tilt", "x_offset", "y_offset",
+                     "num_steps"))
 class _Bend(Element):
-    """Parameters and checks shared by the bend records (not registered as a kind)."""
+    """Parameters and checks shared by the bend records (not a kind)."""
 
-    length: Any = 0.0
-    angle: Any = 0.0
-    e1: Any = 0.0
-    e2: Any = 0.0
-    k1: Any = 0.0
-    fint: Any = 0.0
-    hgap: Any = 0.0
-    fint_exit: Any = None
-    hgap_exit: Any = None
-    fringe_type: str = "linear_edge"
-    tilt: Any = 0.0
-    ref_tilt: Any = 0.0
-    x_offset: Any = 0.0
-    y_offset: Any = 0.0
-    num_steps: int = 1
+    length: Any = param(0.0, "m", "Arc length of the reference orbit (RBend: the chord); "
+                                  "> 0 when the angle is not zero.", nonnegative=True)
+    angle: Any = param(0.0, "rad", "Bending angle (positive bends towards -x).")
+    e1: Any = param(0.0, "rad", "Entrance pole-face angle (RBend: from the rectangular "
+                                "face).")
+    e2: Any = param(0.0, "rad", "Exit pole-face angle (RBend: from the rectangular face).")
+    k1: Any = param(0.0, "1/m^2", "Quadrupole strength (combined-function bend).")
+    fint: Any = param(0.0, "", "Entrance fringe-field integral.")
+    hgap: Any = param(0.0, "m", "Entrance half gap.")
+    fint_exit: Any = param(None, "", "Exit fringe-field integral (Bmad fintx); None: same "
+                                     "as fint.", role="optional")
+    hgap_exit: Any = param(None, "m", "Exit half gap (Bmad hgapx); None: same as hgap.",
+                           role="optional")
+    fringe_type: str = param("linear_edge", "", "Edge model (hard_edge and soft_edge are "
+                             "Bmad's hard_edge_only and soft_edge_only; basic_bend is Bmad's "
+                             "default).", choices=FRINGE_TYPES,
+                             unsupported=UNSUPPORTED_FRINGE_TYPES)
+    ref_tilt: Any = param(0.0, "rad", "Rotation of the bend and its reference orbit about s "
+                                      "(Bmad ref_tilt); tilt is the magnet's roll about its "
+                                      "chord (Bmad roll).")
 
-    integer_parameters = ("num_steps",)
-    nonnegative_parameters = ("length",)
-    choice_parameters = {"fringe_type": FRINGE_TYPES}
-
-    #: Exit fringe parameters that may be ``None`` (then the entrance values are used).
-    _exit_defaults = ("fint_exit", "hgap_exit")
-
-    def __post_init__(self) -> None:
-        kind = type(self).__name__
-        if self.fringe_type in ("full",):
-            check_fringe_type(self.fringe_type, f"{kind} {self.name!r}")
-        unset = [key for key in self._exit_defaults if getattr(self, key) is None]
-        for key in unset:  # validate the others; None stands for "same as the entrance"
-            object.__setattr__(self, key, 0.0)
-        try:
-            super().__post_init__()
-        finally:
-            for key in unset:
-                object.__setattr__(self, key, None)
-        check_bend_geometry(self.length, self.angle, f"{kind} {self.name!r}")
+    checks = ((check_bend_geometry, ("length", "angle")),)
 
 
-@element_record
+@element_kind
 class SBend(_Bend):
     """Sector bend (Bmad ``sbend``, "bmad_standard" tracking; see
-    :func:`~beamtrack.tracking.bend.track_sbend`).
-
-    Parameters
-    ----------
-    name
-        Element name.
-    length
-        Arc length of the reference orbit [m].
-    angle
-        Bending angle [rad] (positive bends towards ``-x``).
-    e1, e2
-        Entrance and exit pole-face angles [rad].
-    k1
-        Quadrupole strength [1/m^2] (combined-function bend).
-    fint, hgap
-        Entrance fringe-field integral and half gap [m].
-    fint_exit, hgap_exit
-        Exit values (Bmad ``fintx``, ``hgapx``); ``None``: same as the entrance.
-    fringe_type
-        ``"none"``, ``"linear_edge"`` (default), ``"hard_edge"``, ``"soft_edge"``,
-        ``"basic_bend"`` (Bmad's default), ``"sad_full"``.
-    tilt
-        Roll of the magnet about its chord [rad] (Bmad ``roll``), a misalignment.
-    ref_tilt
-        Rotation of the bend and its reference orbit about s [rad] (Bmad ``ref_tilt``).
-    x_offset, y_offset
-        Magnet offsets [m] at the middle of the arc.
-    num_steps
-        Number of body slices.
-    """
+    :func:`~beamtrack.tracking.bend.track_sbend`); offsets act at the middle of the arc."""
 
     tracker = staticmethod(track_sbend)
 
 
-@element_record
+@element_kind
 class RBend(_Bend):
     """Rectangular bend (Bmad ``rbend``), tracked as the equivalent sector bend (see
     :func:`~beamtrack.tracking.bend.track_rbend`).
@@ -910,7 +791,7 @@ class RBend(_Bend):
     from the rectangular faces: the sbend tracked has the arc length
     ``length / sinc(angle/2)`` (by which ``s`` advances; :attr:`length` and
     ``Beamline.length`` count the chord) and face angles ``e1 + angle/2``,
-    ``e2 + angle/2``. Other parameters as for :class:`SBend`.
+    ``e2 + angle/2``.
     """
 
     tracker = staticmethod(track_rbend)

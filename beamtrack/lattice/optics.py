@@ -85,7 +85,7 @@ def element_maps(
                 "from torch.func.jacrev or jax.jacfwd) for optics and ParameterBeam tracking")
         out = element.track(probe, "linear")
         r, c = _split(out) if element.affine_when_linear else (None, None)
-        probe = Particles._from_fields(probe.coords, out.s, out.p0c, out.mc2, probe.alive)
+        probe = Particles.from_fields(probe.coords, out.s, out.p0c, out.mc2, probe.alive)
         yield element, r, c, probe
 
 
@@ -251,8 +251,7 @@ def merged(
                                    method="linear"))
         run.clear()
 
-    for element, line_method in line._plan(method):
-        effective = element.method or line_method
+    for element, effective in line.plan(method):
         if effective == "linear" and element.has_body and element.mergeable:
             run.append(element)
             continue

@@ -72,16 +72,22 @@ def draw_lattice(line: Beamline, ax: Any = None, height: float = 1.0) -> Any:
     return ax
 
 
+def _axes_along_s(line: Beamline | None, ax: Any) -> Any:
+    """``ax``, or new axes for a plot along s (below a drawing of ``line`` if given)."""
+    if ax is not None:
+        return ax
+    plt = _pyplot()
+    if line is None:
+        return plt.subplots(figsize=(10, 4))[1]
+    _, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 5),
+                                gridspec_kw={"height_ratios": [1, 5]})
+    draw_lattice(line, top)
+    return ax
+
+
 def plot_twiss(table: Any, line: Beamline | None = None, ax: Any = None) -> Any:
     """Beta functions and horizontal dispersion along s, with the lattice drawn above."""
-    plt = _pyplot()
-    if ax is None:
-        if line is not None:
-            fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 5),
-                                          gridspec_kw={"height_ratios": [1, 5]})
-            draw_lattice(line, top)
-        else:
-            fig, ax = plt.subplots(figsize=(10, 4))
+    ax = _axes_along_s(line, ax)
     s = _numpy(table.s)
     ax.plot(s, _numpy(table.beta_x), label=r"$\beta_x$")
     ax.plot(s, _numpy(table.beta_y), label=r"$\beta_y$")
@@ -97,14 +103,7 @@ def plot_twiss(table: Any, line: Beamline | None = None, ax: Any = None) -> Any:
 
 def plot_beam_sizes(record: Any, line: Beamline | None = None, ax: Any = None) -> Any:
     """RMS beam sizes along s from a :class:`~beamtrack.lattice.recording.Record`."""
-    plt = _pyplot()
-    if ax is None:
-        if line is not None:
-            fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 5),
-                                          gridspec_kw={"height_ratios": [1, 5]})
-            draw_lattice(line, top)
-        else:
-            fig, ax = plt.subplots(figsize=(10, 4))
+    ax = _axes_along_s(line, ax)
     s = _numpy(record.s)
     ax.plot(s, 1e3 * _numpy(record["sigma_x"]), label=r"$\sigma_x$")
     ax.plot(s, 1e3 * _numpy(record["sigma_y"]), label=r"$\sigma_y$")

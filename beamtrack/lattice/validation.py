@@ -1,63 +1,75 @@
-"""Validation of element parameters, shared by every element record.
+"""Validation of element parameters by their declared rule.
 
-Each check raises :class:`~beamtrack.tracking.errors.ParameterError` with a message that
-names the element kind, the element and the parameter.
+:func:`check_value` applies a :class:`~beamtrack.lattice.parameters.Parameter`'s role
+and rule to a value. Its errors name the parameter only
+(``"parameter 'k2' must be finite, got inf"``); the element record that calls it labels
+them with the element once (``"Sextupole 's1': parameter 'k2' ..."``).
 """
 
 from __future__ import annotations
 
+import keyword
 import math
 import numbers
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from beamtrack.backends import backend_of
+from beamtrack.lattice.parameters import Parameter
 from beamtrack.tracking.errors import ParameterError
 
 
-def short_repr(value: Any) -> str:
-    if array_api_compat.is_array_api_obj(value):
-        return f"<{type(value).__module__.split('.')[0]} array {tuple(value.shape)}>"
-    return repr(value)
+def check_value(spec: Parameter, key: str, value: Any,
+                reserved: frozenset[str] = frozenset()) -> Any:
+    """Validate ``value`` of parameter ``key`` against its declaration ``spec``.
+
+    Parameters
+    ----------
+    spec
+        The parameter's declaration.
+    key
+        The parameter's name (for messages).
+    value
+        The value given.
+    reserved
+        Names that entries of a ``"mapping"`` may not take (the kind's field names).
+
+    Returns
+    -------
+    Any
+        The value, normalised: lists of a ``"tuple"`` or ``"orders"`` become tuples,
+        a ``"mapping"`` becomes a ``dict``, tuple entries Python ``int``/``float``.
+
+    Raises
+    ------
+    ParameterError
+        If the value breaks the rule; the message names ``key``.
+    NotImplementedError
+        For a known but unsupported choice.
+    """
+    if spec.role == "mapping":
+        return _check_mapping(key, value, reserved)
+    if spec.role == "optional" and value is None:
+        return None
+    return _CHECKS[spec.role](spec, key, value)
 
 
-def values_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, tuple) or isinstance(b, tuple):
-        return (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)
-                and all(values_equal(u, v) for u, v in zip(a, b)))
-    a_arr = array_api_compat.is_array_api_obj(a)
-    b_arr = array_api_compat.is_array_api_obj(b)
-    if not a_arr and not b_arr:
-        return bool(a == b)
-    to_np = [backend_of(v).to_numpy(v) if array_api_compat.is_array_api_obj(v) else np.asarray(v)
-             for v in (a, b)]
-    return to_np[0].shape == to_np[1].shape and bool(np.array_equal(to_np[0], to_np[1]))
-
-
-def check_parameter(
-    kind: str, name: str, key: str, value: Any, integer: bool, nonnegative: bool = False
-) -> None:
-    where = f"{kind} {name!r}: parameter {key!r}"
-    if integer:
-        minimum = 0 if nonnegative else 1
-        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                or value < minimum):
-            raise ParameterError(f"{where} must be an integer >= {minimum}, got {value!r}")
-        return
+def _check_number(spec: Parameter, key: str, value: Any) -> Any:
+    where = f"parameter {key!r}"
     if isinstance(value, bool):
         raise ParameterError(f"{where} must be a number or an array, got a bool")
     if isinstance(value, numbers.Real):
         if not math.isfinite(value):
             raise ParameterError(f"{where} must be finite, got {value!r}")
-        if nonnegative and value < 0:
+        if spec.nonnegative and value < 0:
             raise ParameterError(f"{where} must be >= 0, got {value!r}")
-        return
+        return value
     if not array_api_compat.is_array_api_obj(value):
         raise ParameterError(
-            f"{where} must be a number or an array, got {type(value).__name__} {value!r}"
-        )
+            f"{where} must be a number or an array, got {type(value).__name__} {value!r}")
     backend = backend_of(value)
     if not array_api_compat.array_namespace(value).isdtype(value.dtype, "real floating"):
         raise ParameterError(f"{where} must be a floating-point array, got dtype {value.dtype}")
@@ -65,58 +77,89 @@ def check_parameter(
         host = backend.to_numpy(value)
         if not np.all(np.isfinite(host)):
             raise ParameterError(f"{where} must be finite, got non-finite values")
-        if nonnegative and np.any(host < 0):
+        if spec.nonnegative and np.any(host < 0):
             raise ParameterError(f"{where} must be >= 0, got negative values")
+    return value
 
 
-def check_choice(kind: str, name: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
+def _check_integer(spec: Parameter, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < spec.minimum:
         raise ParameterError(
-            f"{kind} {name!r}: parameter {key!r} must be one of {', '.join(choices)}, "
-            f"got {value!r}"
-        )
+            f"parameter {key!r} must be an integer >= {spec.minimum}, got {value!r}")
+    return value
 
 
-def check_tuple(
-    kind: str, name: str, key: str, value: Any, size: int, entry_type: type
-) -> tuple[Any, ...]:
-    """Validate a tuple of ``size`` positive Python numbers; returns it as a tuple."""
-    what = "integers" if entry_type is int else "finite numbers"
-    problem = f"{kind} {name!r}: parameter {key!r} must be {size} {what} > 0, got {value!r}"
-    if not isinstance(value, (tuple, list)) or len(value) != size:
-        raise ParameterError(problem)
-    entries = []
+def _check_choice(spec: Parameter, key: str, value: Any) -> str:
+    if value in spec.unsupported:
+        raise NotImplementedError(
+            f"parameter {key!r}: {value!r} is not implemented; use one of "
+            f"{', '.join(spec.choices)}")
+    if not isinstance(value, str) or value not in spec.choices:
+        raise ParameterError(
+            f"parameter {key!r} must be one of {', '.join(spec.choices)}, got {value!r}")
+    return value
+
+
+def _check_tuple(spec: Parameter, key: str, value: Any) -> tuple[Any, ...]:
+    what = "integers" if spec.entry is int else "finite numbers"
+    problem = ParameterError(f"parameter {key!r} must be {spec.size} {what} > 0, got {value!r}")
+    if not isinstance(value, (tuple, list)) or len(value) != spec.size:
+        raise problem
     for entry in value:
-        if isinstance(entry, bool):
-            raise ParameterError(problem)
-        if entry_type is int:
-            if not isinstance(entry, numbers.Integral) or entry < 1:
-                raise ParameterError(problem)
-            entries.append(int(entry))
-        else:
-            if (not isinstance(entry, numbers.Real) or not math.isfinite(entry)
-                    or entry <= 0):
-                raise ParameterError(problem)
-            entries.append(float(entry))
-    return tuple(entries)
+        if isinstance(entry, bool) or not isinstance(entry, numbers.Real):
+            raise problem
+        if spec.entry is int and not isinstance(entry, numbers.Integral):
+            raise problem
+        if not math.isfinite(entry) or entry <= 0:
+            raise problem
+    return tuple(spec.entry(entry) for entry in value)
 
 
-def check_sequence(kind: str, name: str, key: str, value: Any) -> Any:
-    """Validate multipole strengths given order by order; lists become tuples."""
+def _check_orders(spec: Parameter, key: str, value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         for i, entry in enumerate(value):
-            check_parameter(kind, name, f"{key}[{i}]", entry, False)
+            _check_number(spec, f"{key}[{i}]", entry)
         return tuple(value)
     if array_api_compat.is_array_api_obj(value):
-        check_parameter(kind, name, key, value, False)
+        _check_number(spec, key, value)
         if value.ndim == 0:
             raise ParameterError(
-                f"{kind} {name!r}: parameter {key!r} must have one entry per order (a tuple, "
-                "or an array whose first axis runs over the orders), got a 0-d array"
-            )
+                f"parameter {key!r} must have one entry per order (a tuple, or an array "
+                "whose first axis runs over the orders), got a 0-d array")
         return value
     raise ParameterError(
-        f"{kind} {name!r}: parameter {key!r} must be a tuple of strengths, one per order "
-        f"(e.g. (0.0, 0.0, 1.2)), or an array whose first axis runs over the orders; got "
-        f"{type(value).__name__} {value!r}"
-    )
+        f"parameter {key!r} must be a tuple of strengths, one per order (e.g. "
+        "(0.0, 0.0, 1.2)), or an array whose first axis runs over the orders; got "
+        f"{type(value).__name__} {value!r}")
+
+
+def _check_callable(spec: Parameter, key: str, value: Any) -> Any:
+    if not callable(value):
+        raise ParameterError(f"parameter {key!r} must be callable, got {type(value).__name__}")
+    return value
+
+
+def _check_mapping(key: str, value: Any, reserved: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"parameter {key!r} must be a mapping of names to numbers or "
+                             f"arrays, got {type(value).__name__}")
+    entry_spec = Parameter(0.0, "", "")
+    for name, entry in value.items():
+        if (not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name)
+                or name in reserved):
+            raise ParameterError(
+                f"custom parameter name {name!r} must be a Python identifier other than "
+                f"{', '.join(sorted(reserved))}")
+        _check_number(entry_spec, name, entry)
+    return dict(value)
+
+
+_CHECKS: dict[str, Callable[[Parameter, str, Any], Any]] = {
+    "number": _check_number,
+    "optional": _check_number,
+    "orders": _check_orders,
+    "integer": _check_integer,
+    "choice": _check_choice,
+    "tuple": _check_tuple,
+    "callable": _check_callable,
+}

@@ -29,14 +29,13 @@ apertures along a beamline into ``Observation.weight``.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import array_api_compat
 
 from beamtrack.tracking.errors import ParameterError
-from beamtrack.tracking.frames import to_element_frame
-from beamtrack.tracking.parameters import as_parameter, per_particle
+from beamtrack.tracking.frames import frame_positions
+from beamtrack.tracking.parameters import as_nonnegative_parameter, per_particle
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import check_method
 
@@ -57,23 +56,6 @@ def check_shape(shape: Any, element: str = "aperture") -> str:
             f"got {shape!r}"
         )
     return shape
-
-
-def _nonnegative(value: Any, like: Any, name: str) -> Any:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value < 0:
-        raise ParameterError(f"parameter {name!r} must be >= 0, got {value!r}")
-    return as_parameter(value, like, name)
-
-
-def _aperture_coordinates(
-    particles: Particles, x_offset: Any, y_offset: Any, tilt: Any
-) -> tuple[Any, Any]:
-    """Positions ``(x, y)`` of the particles in the aperture frame, shape ``(*batch, n)``."""
-    c = particles.coords
-    offsets = [per_particle(as_parameter(v, c, k)) for k, v in
-               (("x_offset", x_offset), ("y_offset", y_offset), ("tilt", tilt))]
-    six = to_element_frame(particles.unpack(), *offsets)
-    return six[0], six[2]
 
 
 def _inside(xp: Any, shape: str, u: Any, v: Any, a: Any, b: Any) -> Any:
@@ -143,9 +125,9 @@ def inside_aperture(
     """
     check_shape(shape)
     c = particles.coords
-    a = per_particle(_nonnegative(x_limit, c, "x_limit"))
-    b = per_particle(_nonnegative(y_limit, c, "y_limit"))
-    u, v = _aperture_coordinates(particles, x_offset, y_offset, tilt)
+    a = per_particle(as_nonnegative_parameter(x_limit, c, "x_limit"))
+    b = per_particle(as_nonnegative_parameter(y_limit, c, "y_limit"))
+    u, v = frame_positions(particles, x_offset, y_offset, tilt)
     return _inside(particles.xp, shape, u, v, a, b)
 
 
@@ -179,30 +161,21 @@ def aperture_factor(
     check_shape(shape)
     c = particles.coords
     xp = particles.xp
-    a = per_particle(_nonnegative(x_limit, c, "x_limit"))
-    b = per_particle(_nonnegative(y_limit, c, "y_limit"))
-    w = per_particle(_nonnegative(smooth, c, "smooth"))
-    u, v = _aperture_coordinates(particles, x_offset, y_offset, tilt)
+    a = per_particle(as_nonnegative_parameter(x_limit, c, "x_limit"))
+    b = per_particle(as_nonnegative_parameter(y_limit, c, "y_limit"))
+    w = per_particle(as_nonnegative_parameter(smooth, c, "smooth"))
+    u, v = frame_positions(particles, x_offset, y_offset, tilt)
     hard = xp.astype(_inside(xp, shape, u, v, a, b), c.dtype)
     soft = _soft(xp, shape, u, v, a, b, xp.where(w > 0.0, w, xp.ones_like(w)))
     return xp.where(w > 0.0, soft, hard)
 
 
-def aperture_weight(
-    particles: Particles,
-    *,
-    shape: str = "rectangular",
-    x_limit: Any = 0.0,
-    y_limit: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    tilt: Any = 0.0,
-    smooth: Any = 0.0,
-) -> Any:
+def aperture_weight(particles: Particles, **params: Any) -> Any:
     """Differentiable survival weight of particles arriving at an aperture, ``(*batch, n)``.
 
-    :func:`aperture_factor` times the particles' ``alive`` flags: 0 for particles lost
-    before the aperture, the smooth factor for the others. ``sum(weight)`` is a
+    :func:`aperture_factor` (whose keyword parameters ``shape, x_limit, y_limit,
+    x_offset, y_offset, tilt, smooth`` it takes) times the particles' ``alive`` flags:
+    0 for particles lost before the aperture, the smooth factor for the others. ``sum(weight)`` is a
     differentiable stand-in for the number of particles the aperture transmits.
 
     Examples
@@ -214,10 +187,7 @@ def aperture_weight(
     >>> [round(float(v), 3) for v in w]
     [1.0, 0.5]
     """
-    factor = aperture_factor(
-        particles, shape=shape, x_limit=x_limit, y_limit=y_limit, x_offset=x_offset,
-        y_offset=y_offset, tilt=tilt, smooth=smooth,
-    )
+    factor = aperture_factor(particles, **params)
     xp = particles.xp
     return factor * xp.astype(particles.alive, factor.dtype)
 
@@ -251,7 +221,7 @@ def track_aperture(
         Softness length [m] of the differentiable weight of :func:`aperture_weight`.
         It does not change the cut: ``alive`` is boolean and the cut is always hard.
     method
-        ``"bmad"`` or ``"linear"``: both cut the same way.
+        ``"bmad"``, ``"linear"`` or ``"second_order"``: all cut the same way.
 
     Returns
     -------
@@ -260,7 +230,7 @@ def track_aperture(
     """
     check_method(method, "aperture")
     c = particles.coords
-    _nonnegative(smooth, c, "smooth")
+    as_nonnegative_parameter(smooth, c, "smooth")
     inside = inside_aperture(particles, shape=shape, x_limit=x_limit, y_limit=y_limit,
                              x_offset=x_offset, y_offset=y_offset, tilt=tilt)
     xp = particles.xp

@@ -1,79 +1,15 @@
-"""Bends: Bmad's "bmad_standard" sector bend (``sbend``, ``rbend``) and its first-order map.
+"""Bends: Bmad's "bmad_standard" sector bend (``sbend``, ``rbend``).
 
-Model (Bmad ``track_a_bend``, ``bend_edge_kick``; Bmad manual, "Bends: Rbend and Sbend",
-"Fringe Fields"), for particles of the reference species (the field bends them exactly
-as it bends the reference particle; Bmad's ``dg``/``db_field`` is not modelled):
+The ``"bmad"`` model is one :class:`~beamtrack.tracking.stepping.Body`: rotation by
+``ref_tilt`` into the bend frame, the misalignment frame change (only when misaligned),
+the entrance edge, ``num_steps`` body slices (exact for ``k1 = 0``, Bmad's paraxial
+``sbend_body_with_k1_map`` otherwise), the exit edge, the exit frame change and the
+rotation back. ``"linear"`` and ``"second_order"`` are its Taylor maps about the
+laboratory reference orbit (:func:`~beamtrack.tracking.stepping.taylor_map`). An
+``rbend`` is tracked as its equivalent ``sbend``.
 
-* **Body, ``k1 = 0``: exact.** In the curvilinear frame of the reference arc
-  (curvature ``g = angle / length``) a particle moves on a circle of radius
-  ``pt / g`` (``pt = sqrt((1+pz)^2 - py^2)``) and drifts uniformly in ``y``. Bmad's
-  "general case" solution is used, rewritten so that it has no cancellation and no
-  division by ``g``: with ``ps = sqrt((1+pz)^2 - px^2 - py^2)`` and ``theta = g L``,
-
-  - ``px2 = px cos(theta) + (ps - 1 - g x) sin(theta)``,
-  - ``x2 = x cos(theta) + px L sinc(theta) + D (px + px2) / (ps + ps2)
-    + (ps - 1) g L^2 cosc(theta)`` with ``D = (px - px2) / g
-    = px g L^2 cosc(theta) + (g x - ps + 1) L sinc(theta)``,
-    ``ps2 = sqrt(pt^2 - px2^2)`` and ``cosc(t) = (1 - cos t) / t^2``,
-  - the particle turns by ``theta + delta``, ``delta = asin(px/pt) - asin(px2/pt)``,
-    ``sin(delta) / g = D (px (px + px2) / (ps + ps2) + ps) / pt^2``,
-  - ``y2 = y + py (L + delta/g)``,
-    ``z2 = z + L (beta/beta0 - 1) - pz L - (1+pz) delta/g`` (the path length is
-    ``(1+pz)(L + delta/g)``; the low-energy ``z`` correction is part of it).
-
-  A particle on the design orbit stays exactly on it; ``angle -> 0`` gives the exact
-  drift continuously (all removable singularities are in
-  :mod:`~beamtrack.tracking.special`). Particles that do not reach the exit face
-  (``px2^2 >= pt^2``) are lost; so are particles whose direction deviates from the
-  design direction change by 90 degrees or more (``cos(delta) <= 0``, far outside any
-  beam; Bmad tracks those).
-* **Body, ``k1 != 0``: Bmad's ``sbend_body_with_k1_map``.** The paraxial map of the
-  second-order Hamiltonian ``-(1+g x)(1+pz) + (px^2+py^2)/(2(1+pz)) + g x + (g^2+k1)
-  x^2/2 - k1 y^2/2``: linear in ``x, px, y, py`` with the chromatic strengths
-  ``(k1 + g^2)/(1+pz)`` and ``-k1/(1+pz)`` and the off-momentum orbit
-  ``g pz / (k1 + g^2)`` (in closed forms that stay finite where ``k1 + g^2 = 0``),
-  ``z`` from the paraxial path length ``-Integral (g x + x'^2/2 + y'^2/2) ds`` plus
-  the low-energy correction ``L (beta/beta0 - 1)``. It is the exact flow of that
-  Hamiltonian, so symplectic, with the full ``1/(1+pz)`` dependence of the focusing and
-  dispersion; against the exact equations of motion it is exact to first order and
-  errs at second order in the amplitudes (``pz`` included), from the dropped cubic
-  term ``g x (px^2+py^2)/(2(1+pz))`` (a few 1e-6 at millimetre and per-cent
-  amplitudes in a 0.6 m, 0.3 rad bend).
-  As in Bmad, the exact body is used when ``k1`` is exactly zero; gradients with
-  respect to ``k1`` there are those of the ``k1 != 0`` map (its one-sided limit).
-  With ``angle = 0`` it is Bmad's quadrupole.
-* **Edges** (in the body frame, before and after the body), ``fringe_type``:
-  ``"none"``; ``"linear_edge"`` (Bmad ``linear_bend_edge_kick``, MAD's edge focusing:
-  ``px += g tan(e) x``, ``py -= g tan(e - 2 g F (1 + sin^2 e)/cos e) y``,
-  ``F = fint hgap``); ``"hard_edge"`` (Bmad ``hard_edge_only``: Hwang and Lee's
-  second-order hard-edge map with the ``k1`` terms, "Bend Second Order Fringe Map" of
-  the Bmad manual, without the ``fint hgap`` term); ``"basic_bend"`` (Bmad's default
-  for bends: the same map with the ``fint hgap`` term); ``"soft_edge"`` (Bmad
-  ``soft_edge_only``: SAD's soft-edge map only, no edge-angle focusing, nothing when
-  ``fint hgap = 0``; its ``y^3`` kick grows like ``1/(fint hgap)`` as the field
-  integral shrinks, as the Bmad manual explains); ``"sad_full"`` (SAD's soft edge plus
-  the hard-edge map). ``"full"`` (PTC's exact wedge and fringe) raises
-  ``NotImplementedError``. The second-order hard-edge map is a truncated Lie map, as in
-  Bmad: symplectic to second order in the amplitudes (``hard_edge``, ``sad_full``),
-  and with the ``fint hgap`` term (``basic_bend``) to first order only, with an error
-  proportional to ``fint hgap``. ``linear_edge`` and ``soft_edge`` are symplectic.
-* **Frames.** ``ref_tilt`` rotates the bend and the reference orbit about the
-  entrance ``s`` axis (a coordinate rotation before the entrance edge and its inverse
-  after the exit edge; MAD's ``tilt`` of bends). Misalignments follow Bmad's geometry
-  for bends: ``x_offset`` and ``y_offset`` displace the magnet in the frame at the
-  middle of the reference arc, and ``tilt`` is Bmad's ``roll`` of bends: a rotation of
-  the magnet about its chord, which leaves the reference orbit in place (Bmad bends
-  have no ``tilt``). Particles are carried into the displaced, rolled body frame and
-  back by exact 3D rotations and drifts (:func:`~beamtrack.tracking.frames.change_frame`).
-
-The ``"linear"`` method is the exact first-order Taylor map of all of this about the
-laboratory reference orbit (edges, ``ref_tilt`` and misalignments included), computed
-by running the ``"bmad"`` map on first-order jets (:mod:`~beamtrack.tracking.jets`).
-
-An ``rbend`` is converted to the equivalent ``sbend`` as Bmad does: its ``length`` is
-the chord ``Lc`` (MAD's convention), the arc is ``Lc / sinc(angle/2)`` and
-``angle/2`` is added to ``e1`` and ``e2`` (so ``e1 = e2 = 0`` is a rectangular
-magnet).
+Physics (conventions, edge models, the exact and paraxial bodies, misalignments,
+references): docs/physics/bends.md.
 """
 
 from __future__ import annotations
@@ -86,30 +22,30 @@ import array_api_compat
 from beamtrack.tracking import jets
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import change_frame, from_element_frame, to_element_frame
-from beamtrack.tracking.kinematics import (
-    beta_ratio_minus_one,
-    low_energy_z_correction,
-    unphysical_momentum,
-)
-from beamtrack.tracking.linear import apply_linear_map
-from beamtrack.tracking.parameters import as_parameter, per_particle
+from beamtrack.tracking.kinematics import beta_ratio_minus_one, low_energy_z_correction
+from beamtrack.tracking.parameters import as_parameter
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.quadrupole import quadrupole_plane
 from beamtrack.tracking.special import (
     atanc,
     atanc_derivative,
+    atanc_second_derivative,
     cos_sinc,
     cos_sinc_ratios,
     one_minus_cos_ratio,
     sqrt1,
 )
 from beamtrack.tracking.stepping import (
+    Body,
+    Build,
+    Everyone,
     Six,
-    assemble,
-    check_method,
+    Step,
     check_num_steps,
-    freeze,
-    safe,
+    physical,
+    prepare,
+    taylor_map,
+    track_element,
 )
 
 #: Edge models of bends (Bmad's ``fringe_type`` values; ``hard_edge`` is Bmad's
@@ -140,9 +76,8 @@ def check_fringe_type(fringe_type: Any, element: str = "sbend") -> str:
         )
     if not isinstance(fringe_type, str) or fringe_type not in FRINGE_TYPES:
         raise ParameterError(
-            f"{element}: parameter 'fringe_type' must be one of {', '.join(FRINGE_TYPES)}, "
-            f"got {fringe_type!r}"
-        )
+            f"parameter 'fringe_type' must be one of {', '.join(FRINGE_TYPES)}, "
+            f"got {fringe_type!r}", element=element)
     return fringe_type
 
 
@@ -156,13 +91,36 @@ def check_bend_geometry(length: Any, angle: Any, element: str = "sbend") -> None
     angle is nonzero (arrays are not inspected: their values may be traced)."""
     if isinstance(length, numbers.Real) and not isinstance(length, bool):
         if length < 0:
-            raise ParameterError(f"{element}: parameter 'length' must be >= 0, got {length!r}")
+            raise ParameterError(f"parameter 'length' must be >= 0, got {length!r}",
+                                 element=element)
         if length == 0 and not _is_zero(angle):
             raise ParameterError(
-                f"{element}: parameter 'length' must be > 0 for a bend with a nonzero "
-                f"angle (thin bends are not supported), got length={length!r}, "
-                f"angle={angle!r}"
-            )
+                f"parameter 'length' must be > 0 for a bend with a nonzero angle (thin "
+                f"bends are not supported), got length={length!r}, angle={angle!r}",
+                element=element)
+
+
+def _value(a: Any) -> Any:
+    """The value of a jet, or ``a`` itself (for static masks of parameters)."""
+    return a.v if isinstance(a, jets.Jet) else a
+
+
+def _tan(x: Any) -> Any:
+    """``tan`` on arrays and on jets."""
+    xp = array_api_compat.array_namespace(_value(x))
+    t = xp.tan(_value(x))
+    if not isinstance(x, jets.Jet):
+        return t
+    sec2 = 1.0 + t * t
+    return jets.elementary(x, t, sec2, 2.0 * t * sec2)
+
+
+def _atanc(t: Any) -> Any:
+    """:func:`~beamtrack.tracking.special.atanc` on arrays and on jets."""
+    if not isinstance(t, jets.Jet):
+        return atanc(t)
+    second = None if t.h is None else atanc_second_derivative(t.v)
+    return jets.elementary(t, atanc(t.v), atanc_derivative(t.v), second)
 
 
 # -- small 3x3 algebra on nested tuples of arrays (rows) -------------------------------
@@ -244,7 +202,7 @@ def _edge_coefficients(
     tan_e = sin_e / cos_e
     if fringe_type == "linear_edge":
         out["hx"] = g * tan_e
-        out["hy"] = -g * xp.tan(e - 2.0 * f_h * g * (1.0 + sin_e * sin_e) / cos_e)
+        out["hy"] = -g * _tan(e - 2.0 * f_h * g * (1.0 + sin_e * sin_e) / cos_e)
     if fringe_type in _HWANG:
         sec_e = 1.0 / cos_e
         f_hard = f_h if fringe_type == "basic_bend" else 0.0 * f_h
@@ -257,7 +215,7 @@ def _edge_coefficients(
         out["fg"] = 2.0 * f_hard * g * g * sec_e**3 * (1.0 + sin_e * sin_e)
     if fringe_type in _SOFT:
         f1 = 12.0 * f_h
-        on = f1 != 0.0
+        on = _value(f1) != 0.0
         f1_safe = xp.where(on, f1, xp.ones_like(f1))
         zero = xp.zeros_like(f1 + g)
         g_signed = g if entrance else -g
@@ -327,15 +285,9 @@ def _edge(six: Six, fringe_type: str, c: dict[str, Any], entrance: bool) -> Six:
     return six
 
 
-def _atanc(t: Any) -> Any:
-    """:func:`~beamtrack.tracking.special.atanc` on arrays and on jets."""
-    if isinstance(t, jets.Jet):
-        return jets.Jet(atanc(t.v), t.d * atanc_derivative(t.v)[..., None])
-    return atanc(t)
-
 
 def exact_sbend_body(six: Six, c: dict[str, Any], p0c: Any, mc2: Any) -> tuple[Six, Any]:
-    """One slice of the exact sector-bend body (``k1 = 0``), see the module docstring.
+    """One slice of the exact sector-bend body (``k1 = 0``), see docs/physics/bends.md.
 
     ``c`` holds ``g`` [1/m], the slice length ``step`` [m] and the functions of the
     slice angle ``theta = g step``: ``cos``, ``sin``, ``sinc`` and ``cosc``
@@ -409,122 +361,140 @@ def paraxial_sbend_body(six: Six, c: dict[str, Any], p0c: Any, mc2: Any) -> Six:
 
 def _body(six: Six, c: dict[str, Any], body: str, p0c: Any, mc2: Any) -> tuple[Six, Any]:
     """One slice: exact (``k1 = 0``), paraxial (``k1 != 0``), or chosen per entry of an
-    array ``k1`` (exact where it is zero, with the ``k1`` gradient of the paraxial map)."""
+    array ``k1`` (exact where it is zero, with the ``k1`` gradient of the paraxial map).
+    Returns the coordinates and the mask of particles the slice loses (``None``: none)."""
     xp = array_api_compat.array_namespace(six[0])
     if body == "paraxial":
-        out = paraxial_sbend_body(six, c, p0c, mc2)
-        return out, (0.0 * six[0]) > 1.0  # nobody is lost in the paraxial body itself
+        return paraxial_sbend_body(six, c, p0c, mc2), None
     exact, lost = exact_sbend_body(six, c, p0c, mc2)
     if body == "exact":
         return exact, lost
     par = paraxial_sbend_body(six, c, p0c, mc2)
     par0 = paraxial_sbend_body(six, {**c, "k1": 0.0 * c["k1"]}, p0c, mc2)
-    k1 = c["k1"]
-    is_zero = (k1.v if isinstance(k1, jets.Jet) else k1) == 0.0
+    is_zero = _value(c["k1"]) == 0.0
     out = tuple(xp.where(is_zero, e + (p - q), p) for e, p, q in zip(exact, par, par0))
     return out, lost & is_zero  # type: ignore[return-value]
 
 
-def _sbend_map(
-    lab: Six,
-    alive: Any,
-    c: dict[str, Any],
-    fringe_type: str,
-    body: str,
-    misaligned: bool,
-    num_steps: int,
-    p0c: Any,
-    mc2: Any,
-) -> tuple[Six, Any]:
-    """The whole "bmad" map from laboratory to laboratory coordinates.
-
-    Particles lost inside keep the coordinates of their point of loss, rotated back to
-    the laboratory orientation (``-ref_tilt``); those lost before the element or at its
-    entrance keep their coordinates exactly.
-    """
-    xp = array_api_compat.array_namespace(lab[0])
-    zero = 0.0 * c["ref_tilt"]
-    entering = alive & ~unphysical_momentum(lab[1], lab[3], lab[5])
-    alive = entering
-    cur = to_element_frame(lab, zero, zero, c["ref_tilt"])
-    if misaligned:
-        new, lost = change_frame(safe(xp, alive, cur), c["rot_in"], c["origin_in"])
-        alive = alive & ~lost
-        cur = freeze(xp, alive, new, cur)
-    cur = freeze(xp, alive, _edge(safe(xp, alive, cur), fringe_type, c["entrance"], True), cur)
-    alive = alive & ~unphysical_momentum(cur[1], cur[3], cur[5])
-    for _ in range(num_steps):
-        new, lost = _body(safe(xp, alive, cur), c, body, p0c, mc2)
-        alive = alive & ~lost
-        alive = alive & ~unphysical_momentum(new[1], new[3], new[5])
-        cur = freeze(xp, alive, new, cur)
-    cur = freeze(xp, alive, _edge(safe(xp, alive, cur), fringe_type, c["exit"], False), cur)
-    alive = alive & ~unphysical_momentum(cur[1], cur[3], cur[5])
-    if misaligned:
-        new, lost = change_frame(safe(xp, alive, cur), c["rot_out"], c["origin_out"])
-        alive = alive & ~lost
-        cur = freeze(xp, alive, new, cur)
-    out = from_element_frame(cur, zero, zero, c["ref_tilt"])
-    return freeze(xp, entering, out, lab), alive
+def _body_kind(k1: Any) -> str:
+    """``"exact"`` for a Python zero, ``"paraxial"`` for another number, ``"mixed"`` for
+    an array (whose entries may be zero)."""
+    if _is_zero(k1):
+        return "exact"
+    if isinstance(k1, numbers.Real) and not isinstance(k1, bool):
+        return "paraxial"
+    return "mixed"
 
 
-def _constants(
-    length: Any,
-    angle: Any,
-    e1: Any,
-    e2: Any,
-    k1: Any,
-    fint: Any,
-    hgap: Any,
-    fint_exit: Any,
-    hgap_exit: Any,
-    fringe_type: str,
-    ref_tilt: Any,
-    tilt: Any,
-    x_offset: Any,
-    y_offset: Any,
-    num_steps: int,
-    misaligned: bool,
-) -> dict[str, Any]:
-    """Parameter-only quantities of the map, broadcast per particle (``(*batch, 1)``)."""
-    xp = array_api_compat.array_namespace(length)
+# -- the model as steps ------------------------------------------------------------------
+
+
+def _slice_constants(p: dict[str, Any], num_steps: int) -> dict[str, Any]:
+    """Curvature ``g``, ``k1``, the slice length ``step`` and the functions of the slice
+    angle ``theta = g step`` used by the body slices."""
+    xp = array_api_compat.array_namespace(p["length"])
+    length, angle = p["length"], p["angle"]
     positive = length > 0.0
     g = xp.where(positive, angle / xp.where(positive, length, xp.ones_like(length)),
                  xp.zeros_like(angle + length))
     theta = angle / num_steps
     theta2 = theta * theta
-    c: dict[str, Any] = {
-        "g": g,
-        "k1": k1 + 0.0 * g,
-        "step": length / num_steps + 0.0 * g,
-        "cos": xp.cos(theta) + 0.0 * g,
-        "sin": xp.sin(theta) + 0.0 * g,
-        "sinc": cos_sinc(theta2)[1] + 0.0 * g,
-        "cosc": one_minus_cos_ratio(theta2) + 0.0 * g,
-        "ref_tilt": ref_tilt + 0.0 * g,
-    }
-    ends = {
-        "entrance": _edge_coefficients(fringe_type, g, k1, e1, fint, hgap, True),
-        "exit": _edge_coefficients(fringe_type, g, k1, e2, fint_exit, hgap_exit, False),
-    }
-    out: dict[str, Any] = {k: per_particle(v) for k, v in c.items()}
-    out.update({end: {k: per_particle(v) for k, v in d.items()} for end, d in ends.items()})
-    if misaligned:
-        frames = _misalignment_frames(angle, length, ref_tilt, tilt, x_offset, y_offset)
-        for key in ("rot_in", "rot_out"):
-            out[key] = tuple(tuple(per_particle(v) for v in row) for row in frames[key])
-        for key in ("origin_in", "origin_out"):
-            out[key] = tuple(per_particle(v) for v in frames[key])
-    return out
+    return {"g": g, "k1": p["k1"], "step": length / num_steps, "cos": xp.cos(theta),
+            "sin": xp.sin(theta), "sinc": cos_sinc(theta2)[1],
+            "cosc": one_minus_cos_ratio(theta2)}
 
 
-def _as_jets(tree: Any) -> Any:
-    """Every array in a (nested) constants tree as a constant jet."""
-    if isinstance(tree, dict):
-        return {k: _as_jets(v) for k, v in tree.items()}
-    if isinstance(tree, tuple):
-        return tuple(_as_jets(v) for v in tree)
-    return jets.constant(tree)
+def _slice(c: dict[str, Any], kind: str, p0c: Any, mc2: Any) -> Step:
+    """A body slice that loses the particles it cannot carry or leaves unphysical."""
+
+    def step(six: Six) -> tuple[Six, Any]:
+        new, lost = _body(six, c, kind, p0c, mc2)
+        ok = physical(new)
+        return new, ok if lost is None else ok & ~lost
+
+    return step
+
+
+def _edge_steps(fringe_type: str, c: dict[str, Any], entrance: bool) -> list[Step]:
+    """An edge kick, then the loss check: as in Bmad, a particle the kick leaves
+    unphysical is lost with its coordinates after the kick."""
+    if fringe_type == "none":
+        return []
+    return [lambda six: (_edge(six, fringe_type, c, entrance), None),
+            lambda six: (six, physical(six))]
+
+
+def _frame_step(rotation: Any, origin: Any) -> Step:
+    """:func:`~beamtrack.tracking.frames.change_frame` as a step."""
+
+    def step(six: Six) -> tuple[Six, Any]:
+        new, lost = change_frame(six, rotation, origin)
+        return new, ~lost
+
+    return step
+
+
+def _bend_body(fringe_type: str, num_steps: int, kind: str, misaligned: bool) -> Build:
+    """The "bmad" bend as a :class:`~beamtrack.tracking.stepping.Body` (it handles its
+    own frames: ``ref_tilt`` rotations and the misalignment frame changes are steps)."""
+
+    def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+        c = _slice_constants(p, num_steps)
+        g, k1 = c["g"], p["k1"]
+        entrance = _edge_coefficients(fringe_type, g, k1, p["e1"], p["fint"], p["hgap"], True)
+        exit_ = _edge_coefficients(fringe_type, g, k1, p["e2"], p["fint_exit"], p["hgap_exit"],
+                                   False)
+        tilt, zero = p["ref_tilt"], 0.0 * p["ref_tilt"]
+        frames: list[list[Step]] = [[], []]
+        if misaligned:
+            f = _misalignment_frames(p["angle"], p["length"], tilt, p["tilt"], p["x_offset"],
+                                     p["y_offset"])
+            frames = [[_frame_step(f["rot_in"], f["origin_in"])],
+                      [_frame_step(f["rot_out"], f["origin_out"])]]
+        return Body([
+            Everyone(lambda six: to_element_frame(six, zero, zero, tilt)),
+            *frames[0],
+            *_edge_steps(fringe_type, entrance, True),
+            *[_slice(c, kind, p0c, mc2)] * num_steps,
+            *_edge_steps(fringe_type, exit_, False),
+            *frames[1],
+            Everyone(lambda six: from_element_frame(six, zero, zero, tilt)),
+        ])
+
+    return build
+
+
+def _model(element: str, method: str, arguments: dict[str, Any]) -> tuple[Build, dict[str, Any]]:
+    """Validate a bend's static parameters (``fringe_type``, ``num_steps``, Python-number
+    geometry); give its model and its other parameters, exit defaults filled in.
+
+    ``arguments`` are the keyword arguments of :func:`track_sbend` but ``method``. The
+    Taylor maps (``method`` other than ``"bmad"``) use one body slice: slices compose
+    exactly and a map loses nobody, so more would only cost time.
+    """
+    values = dict(arguments)
+    num_steps = check_num_steps(values.pop("num_steps", 1), element)
+    fringe_type = check_fringe_type(values.pop("fringe_type"), element)
+    check_bend_geometry(values["length"], values["angle"], element)
+    for key in ("fint", "hgap"):
+        if values[f"{key}_exit"] is None:
+            values[f"{key}_exit"] = values[key]
+    misaligned = not all(_is_zero(values[k]) for k in ("tilt", "x_offset", "y_offset"))
+    slices = num_steps if method == "bmad" else 1
+    return _bend_body(fringe_type, slices, _body_kind(values["k1"]), misaligned), values
+
+
+def _track(element: str, particles: Particles, *, method: str, **arguments: Any) -> Particles:
+    """Track through the ``sbend`` (or the ``rbend``, converted) of these arguments."""
+    build, values = _model(element, method, arguments)
+    p = prepare(particles, element, method, **values)
+    if element == "rbend":
+        p["length"], p["e1"], p["e2"] = rbend_to_sbend(p["length"], p["angle"], p["e1"],
+                                                       p["e2"])
+    return track_element(particles, build, p, length=p["length"], method=method)
+
+
+# -- public functions ---------------------------------------------------------------------
 
 
 def sbend_map(
@@ -559,42 +529,11 @@ def sbend_map(
     other parameters are arrays of its library or numbers, as in :func:`track_sbend`;
     ``p0c`` and ``mc2`` [eV] have shape ``()`` or ``(*batch)``.
     """
-    check_fringe_type(fringe_type)
-    fint_exit = fint if fint_exit is None else fint_exit
-    hgap_exit = hgap if hgap_exit is None else hgap_exit
-    misaligned = not (_is_zero(tilt) and _is_zero(x_offset) and _is_zero(y_offset))
-    body = _body_kind(k1)
-    like = length + 0.0
-    names = ("length", "angle", "e1", "e2", "k1", "fint", "hgap", "fint_exit", "hgap_exit",
-             "ref_tilt", "tilt", "x_offset", "y_offset")
-    given = (length, angle, e1, e2, k1, fint, hgap, fint_exit, hgap_exit, ref_tilt, tilt,
-             x_offset, y_offset)
-    p = {name: v + 0.0 * like for name, v in zip(names, given)}
-    return _first_order(p, p0c + 0.0 * like, mc2 + 0.0 * like, fringe_type, misaligned, body)
-
-
-def _first_order(p: dict[str, Any], p0c: Any, mc2: Any, fringe_type: str, misaligned: bool,
-                 body: str) -> tuple[Any, Any]:
-    """The map run on jets seeded at the reference orbit (one particle per batch entry)."""
-    like = p["length"]
-    xp = array_api_compat.array_namespace(like)
-    c = _constants(p["length"], p["angle"], p["e1"], p["e2"], p["k1"], p["fint"], p["hgap"],
-                   p["fint_exit"], p["hgap_exit"], fringe_type, p["ref_tilt"], p["tilt"],
-                   p["x_offset"], p["y_offset"], 1, misaligned)
-    shape = xp.broadcast_arrays(*p.values(), p0c, mc2)[0].shape
-    zero = xp.zeros(tuple(shape) + (1,), dtype=like.dtype, device=array_api_compat.device(like))
-    lab = jets.seed([zero] * 6)
-    out, _ = _sbend_map(lab, zero == 0.0, _as_jets(c), fringe_type, body, misaligned, 1,
-                        jets.constant(per_particle(p0c)), jets.constant(per_particle(mc2)))
-    return jets.first_order_map(out)
-
-
-def _body_kind(k1: Any) -> str:
-    if _is_zero(k1):
-        return "exact"
-    if isinstance(k1, numbers.Real) and not isinstance(k1, bool):
-        return "paraxial"
-    return "mixed"
+    build, values = _model("sbend", "linear", locals())  # the parameters are named once, above
+    p = {k: as_parameter(v, length, k, element="sbend") for k, v in values.items()}
+    reference = (p.pop("p0c"), p.pop("mc2"))
+    r, c, _, _ = taylor_map(build, p, *reference, order=1)
+    return r, c
 
 
 def track_sbend(
@@ -644,7 +583,7 @@ def track_sbend(
     fringe_type
         Edge model: ``"none"``, ``"linear_edge"`` (default; MAD's linear edge
         focusing), ``"hard_edge"``, ``"soft_edge"``, ``"basic_bend"`` (Bmad's default),
-        ``"sad_full"``; see the module docstring. ``"full"`` raises
+        ``"sad_full"``; see docs/physics/bends.md. ``"full"`` raises
         ``NotImplementedError``.
     tilt
         Roll of the magnet about its chord [rad], a misalignment that leaves the
@@ -659,8 +598,9 @@ def track_sbend(
         Number of body slices (the slice maps are exact compositions, so slicing only
         matters for loss checks).
     method
-        ``"bmad"`` or ``"linear"`` (first-order map about the reference orbit,
-        :func:`sbend_map`).
+        ``"bmad"`` (Bmad's "bmad_standard" model), ``"linear"`` (its first-order map
+        about the reference orbit, :func:`sbend_map`) or ``"second_order"`` (its
+        second-order Taylor map).
 
     Returns
     -------
@@ -668,32 +608,7 @@ def track_sbend(
         Outgoing particles, ``s`` advanced by ``length``. Every parameter may have
         batch shape ``(*batch)``, broadcast against particles of shape ``(*batch, n)``.
     """
-    check_method(method, "sbend")
-    num_steps = check_num_steps(num_steps, "sbend")
-    fringe_type = check_fringe_type(fringe_type)
-    check_bend_geometry(length, angle, "sbend")
-    fint_exit = fint if fint_exit is None else fint_exit
-    hgap_exit = hgap if hgap_exit is None else hgap_exit
-    misaligned = not (_is_zero(tilt) and _is_zero(x_offset) and _is_zero(y_offset))
-    body = _body_kind(k1)
-    coords = particles.coords
-    names = ("length", "angle", "e1", "e2", "k1", "fint", "hgap", "fint_exit", "hgap_exit",
-             "ref_tilt", "tilt", "x_offset", "y_offset")
-    given = (length, angle, e1, e2, k1, fint, hgap, fint_exit, hgap_exit, ref_tilt, tilt,
-             x_offset, y_offset)
-    p = {name: as_parameter(v, coords, name) for name, v in zip(names, given)}
-    if method == "linear":
-        like = 0.0 * p["length"]
-        r, const = _first_order(p, particles.p0c + like, particles.mc2 + like, fringe_type,
-                                misaligned, body)
-        return apply_linear_map(particles, r, const, p["length"])
-    c = _constants(p["length"], p["angle"], p["e1"], p["e2"], p["k1"], p["fint"], p["hgap"],
-                   p["fint_exit"], p["hgap_exit"], fringe_type, p["ref_tilt"], p["tilt"],
-                   p["x_offset"], p["y_offset"], num_steps, misaligned)
-    lab = particles.unpack()
-    out, alive = _sbend_map(lab, particles.alive, c, fringe_type, body, misaligned, num_steps,
-                            per_particle(particles.p0c), per_particle(particles.mc2))
-    return assemble(particles, out, alive, p["length"])
+    return _track("sbend", **locals())
 
 
 def rbend_to_sbend(length: Any, angle: Any, e1: Any = 0.0, e2: Any = 0.0) -> tuple[Any, Any, Any]:
@@ -734,19 +649,4 @@ def track_rbend(
     sbend tracked has the arc length ``length / sinc(angle/2)`` and face angles
     ``e1 + angle/2``, ``e2 + angle/2``; ``s`` advances by the arc length.
     """
-    check_method(method, "rbend")
-    check_num_steps(num_steps, "rbend")
-    check_fringe_type(fringe_type, "rbend")
-    check_bend_geometry(length, angle, "rbend")
-    c = particles.coords
-    length = as_parameter(length, c, "length")
-    angle = as_parameter(angle, c, "angle")
-    e1 = as_parameter(e1, c, "e1")
-    e2 = as_parameter(e2, c, "e2")
-    arc, e1_s, e2_s = rbend_to_sbend(length, angle, e1, e2)
-    return track_sbend(
-        particles, length=arc, angle=angle, e1=e1_s, e2=e2_s, k1=k1, fint=fint, hgap=hgap,
-        fint_exit=fint_exit, hgap_exit=hgap_exit, fringe_type=fringe_type, tilt=tilt,
-        ref_tilt=ref_tilt, x_offset=x_offset, y_offset=y_offset, num_steps=num_steps,
-        method=method,
-    )
+    return _track("rbend", **locals())

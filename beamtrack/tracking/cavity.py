@@ -1,63 +1,15 @@
 """RF cavities: Bmad's "bmad_standard" ``rfcavity``, ``lcavity`` and ``crab_cavity``.
 
-Conventions shared by the three (Bmad's, with relative time tracking):
+Each model is one :class:`~beamtrack.tracking.stepping.Body` of steps in the element
+frame (energy kicks at fixed time, exact drifts and, for the lcavity, changes of
+reference momentum); :func:`~beamtrack.tracking.stepping.track_element` derives the
+``"linear"`` and ``"second_order"`` methods from it. ``voltage`` is the energy gain
+amplitude [eV] of the reference species (charge folded in, as Bmad's ``voltage`` acts
+on the reference particle), ``phi0`` the RF phase [rad/2pi] and ``frequency`` the RF
+frequency [Hz].
 
-- ``voltage`` is the energy gain amplitude [eV] **of a particle of the reference
-  species**: the charge is folded in, exactly as Bmad's ``voltage`` acts on the
-  reference particle (Bmad multiplies by the tracked-to-reference charge ratio, which
-  is 1 here: beamtrack tracks the reference species). Numerically it equals the cavity
-  voltage in volts for a singly charged species; an electron beam is accelerated by a
-  positive ``voltage`` like a proton beam.
-- ``phi0`` is the RF phase in units of ``2 pi`` (radians/2pi), as in Bmad.
-- ``frequency`` is the RF frequency [Hz]; ``k = 2 pi frequency / c`` [1/m].
-- The RF phase a particle sees depends on its arrival time relative to the reference
-  particle, ``t - t0 = -z / (beta c)``: with ``tau = z / beta`` (``= -c (t - t0)``,
-  unchanged by an energy kick) the phase is ``2 pi phi0 + k tau`` for ``rfcavity`` and
-  ``crab_cavity`` and ``2 pi phi0 - k tau`` for ``lcavity`` (Bmad's two sign
-  conventions).
-- Energy kicks keep the particle's time: ``pz`` changes by the exact momentum change
-  for the energy change ``dE`` (computed as ``dE (2E + dE)/(P' + P)``, no cancellation)
-  and ``z`` is rescaled by ``beta'/beta``. A particle whose energy would drop to or
-  below its rest energy is lost (flag cleared, coordinates frozen before that kick).
-- Drifts inside the cavities are Bmad's exact drifts.
-
-The three models:
-
-``rfcavity`` (Bmad ``track_a_rfcavity``): ``num_steps + 1`` energy kicks
-``dE = voltage/num_steps * sin(2 pi phi0 + k tau)`` (half kicks at the two ends,
-a trapezoidal rule) with exact drifts of ``length/num_steps`` between them. No
-transverse RF forces; the reference momentum does not change. The reference particle
-(``z = pz = 0``) gains ``voltage * sin(2 pi phi0)`` if it does not slip in phase
-(``beta = 1``, or ``phi0 = 0``).
-
-``lcavity`` (Bmad ``track_a_lcavity`` with ``lcavity_rf_step_setup``, the "stair-step"
-model of current Bmad, for a standing-wave cavity with ``l_active = length``): the
-reference energy grows by ``voltage * cos(2 pi phi0)`` in ``num_steps + 1`` steps at
-``s = i length/num_steps`` (half steps at the ends). At each step the particle gets the
-energy kick ``dE = scale_i * voltage * cos(2 pi phi0 - k tau)`` (``scale_i = 1/n``,
-``1/(2n)`` at the ends) and its coordinates are re-expressed relative to the new
-reference momentum (``px, py`` scaled by ``P_old/P_new``, ``pz`` relative to
-``P_new``; ``z`` unchanged), so the reference particle stays at the origin. Around
-every energy kick inside the cavity a standing-wave ponderomotive kick (Rosenzweig &
-Serafini) ``px -= C x``, ``py -= C y``, ``z -= C (x^2 + y^2)/(2 (1+pz))`` with
-``C = G^2 length / (16 n P0^2 (1+pz))`` (``G = voltage/length``, ``P0`` the current
-reference momentum) focuses with ``G^2 / (8 (P c)^2)`` per metre. The hard-edge
-entrance and exit fringes (``edge = +1, -1``) kick ``px -= edge G cos(phi) x / (2 P0)``
-(same in y: entrance focusing, exit defocusing) and, from the time dependence of the
-field, change the energy by ``dE = -edge G k sin(phi) (x^2 + y^2) / 4``. Every piece is
-symplectic at fixed reference momentum, so the whole map ``M`` satisfies
-``M^T J M = (P0_in / P0_out) J`` (``det M = (P0_in/P0_out)^3``).
-With ``cavity_type="traveling_wave"`` the ponderomotive kicks are left out (Bmad: no
-wave travels against the particle); the edge kicks stay.
-Not modelled (Bmad features left out): ``l_active`` different from ``length``, coupler
-kicks, field autoscaling, multipoles, a solenoid field in the cavity, absolute time
-tracking, multipass phase bookkeeping.
-
-``crab_cavity`` (Bmad ``track_a_crab_cavity``): ``num_steps`` thin kicks at the slice
-centres with exact drifts between them (half drifts at the ends); each kick is
-``px += voltage/(num_steps P0) sin(2 pi phi0 + k tau)`` with the Panofsky-Wenzel
-energy kick ``dE = voltage/num_steps * k x cos(2 pi phi0 + k tau)`` that makes it
-symplectic. ``tilt`` turns the deflection plane.
+Physics: docs/physics/cavities.md (conventions, the three models, what is not
+modelled, references).
 """
 
 from __future__ import annotations
@@ -69,22 +21,21 @@ from typing import Any
 
 import array_api_compat
 
-from beamtrack.tracking import jets
-from beamtrack.tracking.drift import exact_drift
+from beamtrack.tracking.drift import drift_step
 from beamtrack.tracking.errors import ParameterError
-from beamtrack.tracking.frames import from_element_frame, to_element_frame
-from beamtrack.tracking.kinematics import unphysical_momentum
-from beamtrack.tracking.linear import apply_linear_map
-from beamtrack.tracking.parameters import as_parameter, per_particle
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.special import sqrt1
 from beamtrack.tracking.stepping import (
+    Body,
+    Build,
+    Everyone,
     Six,
-    assemble,
+    Step,
     check_method,
     check_num_steps,
-    freeze,
-    safe,
+    prepare,
+    taylor_map,
+    track_element,
 )
 
 #: Speed of light [m/s].
@@ -92,8 +43,6 @@ C_LIGHT = 299792458.0
 TWO_PI = 2.0 * math.pi
 #: Bmad's ``cavity_type`` values of an lcavity.
 CAVITY_TYPES = ("standing_wave", "traveling_wave")
-
-Op = Callable[[Six], tuple[Six, Any]]
 
 
 # -- elementary pieces --------------------------------------------------------------------
@@ -134,25 +83,6 @@ def energy_kick(six: Six, de: Any, p0c: Any, mc2: Any) -> tuple[Six, Any]:
     return (x, px, y, py, z_new, pz_new), ok
 
 
-def _drift(length: Any, p0c: Any, mc2: Any) -> Op:
-    """Exact drift; a particle with ``px^2 + py^2 >= (1+pz)^2`` is lost before it."""
-
-    def op(six: Six) -> tuple[Six, Any]:
-        xp = _xp(six[0])
-        ok = ~unphysical_momentum(six[1], six[3], six[5])
-        return exact_drift(safe(xp, ok, six), length, p0c, mc2), ok
-
-    return op
-
-
-def _apply(op: Op, six: Six, alive: Any) -> tuple[Six, Any]:
-    """Apply ``op`` to the alive particles; those it loses keep their coordinates."""
-    xp = _xp(six[0])
-    new, ok = op(safe(xp, alive, six))
-    alive = alive & ok
-    return freeze(xp, alive, new, six), alive
-
-
 def _change_reference(six: Six, p_old: Any, p_new: Any, e_old: Any, de_ref: Any) -> Six:
     """Re-express coordinates relative to a new reference momentum (Bmad's
     ``orbit_reference_energy_correction``): ``px, py`` times ``P_old/P_new``,
@@ -164,15 +94,26 @@ def _change_reference(six: Six, p_old: Any, p_new: Any, e_old: Any, de_ref: Any)
     return (x, px * ratio, y, py * ratio, z, (pz * p_old - dp) / p_new)
 
 
-# -- parameters ------------------------------------------------------------------------
+def _new_reference(p_old: Any, p_new: Any, e_old: Any, de_ref: Any) -> Everyone:
+    """The change of reference momentum as a step for every particle, lost ones too."""
+    return Everyone(lambda six: _change_reference(six, p_old, p_new, e_old, de_ref))
 
 
-def _parameters(element: str, particles: Particles, values: dict[str, Any]) -> dict[str, Any]:
-    c = particles.coords
-    try:
-        return {name: as_parameter(v, c, name) for name, v in values.items()}
-    except ParameterError as exc:
-        raise ParameterError(f"{element}: {exc}") from exc
+def _wavenumber(frequency: Any) -> Any:
+    return TWO_PI * frequency / C_LIGHT
+
+
+def _trapezoid(num_steps: int) -> list[float]:
+    """Weights of ``num_steps + 1`` kicks: ``1/n``, half of it at the two ends."""
+    n = num_steps
+    return [(0.5 if i in (0, n) else 1.0) / n for i in range(n + 1)]
+
+
+def _offsets(p: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return p["x_offset"], p["y_offset"], p["tilt"]
+
+
+# -- parameter checks and the shared entry point ----------------------------------------------
 
 
 def _check_frequency(element: str, frequency: Any, voltage: Any) -> None:
@@ -180,63 +121,75 @@ def _check_frequency(element: str, frequency: Any, voltage: Any) -> None:
     if isinstance(frequency, numbers.Real) and not isinstance(frequency, bool):
         if not math.isfinite(frequency) or frequency < 0.0:
             raise ParameterError(
-                f"{element}: parameter 'frequency' must be a finite number >= 0 [Hz], "
-                f"got {frequency!r}"
-            )
+                "parameter 'frequency' must be a finite number >= 0 [Hz], "
+                f"got {frequency!r}", element=element)
         if frequency == 0.0 and isinstance(voltage, numbers.Real) and voltage != 0.0:
             raise ParameterError(
-                f"{element}: parameter 'frequency' is 0 with a nonzero voltage (Bmad: "
-                "zero RF frequency); give the RF frequency in Hz"
-            )
+                "parameter 'frequency' is 0 with a nonzero voltage (Bmad: zero RF "
+                "frequency); give the RF frequency in Hz", element=element)
 
 
 def _check_cavity_type(cavity_type: Any) -> bool:
     """``True`` for a standing wave, ``False`` for a traveling wave."""
     if cavity_type not in CAVITY_TYPES:
         raise ParameterError(
-            f"lcavity: parameter 'cavity_type' must be one of {', '.join(CAVITY_TYPES)}, "
-            f"got {cavity_type!r}"
-        )
+            f"parameter 'cavity_type' must be one of {', '.join(CAVITY_TYPES)}, "
+            f"got {cavity_type!r}", element="lcavity")
     return cavity_type == "standing_wave"
 
 
-def _wavenumber(frequency: Any) -> Any:
-    return TWO_PI * frequency / C_LIGHT
+def _track(particles: Particles, element: str, body: Callable[[int], Build], method: str,
+           num_steps: Any, **params: Any) -> Particles:
+    """What the three trackers share: validate (method, ``num_steps``, the model's own
+    options in ``body(num_steps)``, frequency, then the parameters) and track."""
+    check_method(method, element)
+    build = body(check_num_steps(num_steps, element))
+    _check_frequency(element, params["frequency"], params["voltage"])
+    p = prepare(particles, element, method, **params)
+    return track_element(particles, build, p, length=p["length"], method=method)
 
 
-def _zero_orbit_jets(*params: Any) -> tuple[tuple[Any, ...], Any, Any]:
-    """Seeded jets of the zero laboratory orbit with batch shape of ``params``,
-    the params as constant per-particle jets, and an all-alive mask."""
-    xp = _xp(params[0])
-    total = params[0]
-    for p in params[1:]:
-        total = total + p
-    col = (0.0 * total)[..., None]
-    lab = jets.seed([col] * 6)
-    const = tuple(jets.constant(per_particle(p + 0.0 * total)) for p in params)
-    alive = xp.ones(col.shape, dtype=xp.bool, device=array_api_compat.device(col))
-    return lab, const, alive
+def _first_order(build: Build, length: Any, voltage: Any, phi0: Any, frequency: Any,
+                 p0c: Any, mc2: Any, offsets: tuple[Any, Any, Any]) -> tuple[Any, ...]:
+    """``(R, c, p0c_out)`` of ``build`` from the series (the public ``*_map``)."""
+    x_offset, y_offset, tilt = (v + 0.0 * length for v in offsets)
+    params = dict(length=length, voltage=voltage, phi0=phi0, frequency=frequency,
+                  tilt=tilt, x_offset=x_offset, y_offset=y_offset)
+    r, c, _, p0c_out = taylor_map(build, params, p0c, mc2, 1)
+    return r, c, p0c_out
 
 
 # -- rfcavity ----------------------------------------------------------------------------
 
 
-def _rf_body(six: Six, alive: Any, voltage: Any, phi0: Any, k: Any, length: Any,
-             num_steps: int, p0c: Any, mc2: Any) -> tuple[Six, Any]:
-    n = num_steps
+def _rf_phase(six: Six, phi0: Any, k: Any, p0c: Any, mc2: Any) -> Any:
+    """RF phase ``2 pi phi0 + k tau`` of the rfcavity and the crab cavity."""
+    return TWO_PI * phi0 + k * rf_time(six, p0c, mc2)
 
-    def kick(scale: float) -> Op:
-        def op(s: Six) -> tuple[Six, Any]:
-            xp = _xp(s[0])
-            phase = TWO_PI * phi0 + k * rf_time(s, p0c, mc2)
-            return energy_kick(s, (scale * voltage) * xp.sin(phase), p0c, mc2)
-        return op
 
-    for i in range(n + 1):
-        six, alive = _apply(kick((0.5 if i in (0, n) else 1.0) / n), six, alive)
-        if i < n:
-            six, alive = _apply(_drift(length / n, p0c, mc2), six, alive)
-    return six, alive
+def _rf_kick(amplitude: Any, phi0: Any, k: Any, p0c: Any, mc2: Any) -> Step:
+    """Energy kick ``dE = amplitude sin(2 pi phi0 + k tau)``."""
+
+    def step(six: Six) -> tuple[Six, Any]:
+        de = amplitude * _xp(six[0]).sin(_rf_phase(six, phi0, k, p0c, mc2))
+        return energy_kick(six, de, p0c, mc2)
+
+    return step
+
+
+def _rf_body(num_steps: int) -> Build:
+    """Bmad's rfcavity: ``num_steps + 1`` energy kicks (half kicks at the ends) with
+    exact drifts of ``length/num_steps`` between them."""
+
+    def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+        k = _wavenumber(p["frequency"])
+        drift = drift_step(p["length"] / num_steps, p0c, mc2)
+        steps: list[Step] = []
+        for scale in _trapezoid(num_steps):
+            steps += [drift, _rf_kick(scale * p["voltage"], p["phi0"], k, p0c, mc2)]
+        return Body(steps[1:], offsets=_offsets(p))  # kick, drift, kick, ..., kick
+
+    return build
 
 
 def rfcavity_map(length: Any, voltage: Any, phi0: Any, frequency: Any, p0c: Any, mc2: Any,
@@ -247,13 +200,8 @@ def rfcavity_map(length: Any, voltage: Any, phi0: Any, frequency: Any, p0c: Any,
     :mod:`~beamtrack.tracking.jets`), ``c`` the "bmad" image of the zero orbit
     (nonzero ``pz`` when ``sin(2 pi phi0) != 0``). Arrays of one library; shapes
     ``(*batch, 6, 6)`` and ``(*batch, 6)``."""
-    lab, const, alive = _zero_orbit_jets(length, voltage, phi0, frequency, p0c, mc2,
-                                         *_offset_arrays(length, x_offset, y_offset, tilt))
-    length_j, voltage_j, phi0_j, freq_j, p0c_j, mc2_j, *offsets = const
-    body = to_element_frame(lab, *offsets)
-    body, _ = _rf_body(body, alive, voltage_j, phi0_j, _wavenumber(freq_j), length_j,
-                       num_steps, p0c_j, mc2_j)
-    return jets.first_order_map(from_element_frame(body, *offsets))
+    return _first_order(_rf_body(num_steps), length, voltage, phi0, frequency, p0c, mc2,
+                        (x_offset, y_offset, tilt))[:2]
 
 
 def track_rfcavity(
@@ -297,66 +245,48 @@ def track_rfcavity(
     method
         ``"bmad"``: Bmad's kick-drift-kick model. ``"linear"``: its first-order Taylor
         map about the laboratory reference orbit (:func:`rfcavity_map`).
+        ``"second_order"``: its second-order Taylor map.
 
     Returns
     -------
     Particles
         Outgoing particles (same reference momentum), ``s`` advanced by ``length``.
     """
-    element = "rfcavity"
-    check_method(method, element)
-    num_steps = check_num_steps(num_steps, element)
-    _check_frequency(element, frequency, voltage)
-    prm = _parameters(element, particles, dict(
-        length=length, voltage=voltage, phi0=phi0, frequency=frequency, tilt=tilt,
-        x_offset=x_offset, y_offset=y_offset))
-    if method == "linear":
-        r, const = rfcavity_map(prm["length"], prm["voltage"], prm["phi0"], prm["frequency"],
-                                particles.p0c, particles.mc2, prm["x_offset"],
-                                prm["y_offset"], prm["tilt"], num_steps)
-        return apply_linear_map(particles, r, const, prm["length"])
-    pp = {k: per_particle(v) for k, v in prm.items()}
-    p0c, mc2 = per_particle(particles.p0c), per_particle(particles.mc2)
-    offsets = (pp["x_offset"], pp["y_offset"], pp["tilt"])
-    lab, entering, body = _enter(particles, offsets)
-    body, alive = _rf_body(body, entering, pp["voltage"], pp["phi0"],
-                           _wavenumber(pp["frequency"]), pp["length"], num_steps, p0c, mc2)
-    out = freeze(particles.xp, entering, from_element_frame(body, *offsets), lab)
-    return assemble(particles, out, alive, prm["length"])
-
-
-def _offset_arrays(like: Any, *values: Any) -> tuple[Any, ...]:
-    return tuple(v + 0.0 * like for v in values)
-
-
-def _enter(particles: Particles, offsets: tuple[Any, Any, Any]) -> tuple[Six, Any, Six]:
-    lab = particles.unpack()
-    entering = particles.alive & ~unphysical_momentum(lab[1], lab[3], lab[5])
-    return lab, entering, to_element_frame(lab, *offsets)
+    return _track(particles, "rfcavity", _rf_body, method, num_steps, length=length,
+                  voltage=voltage, phi0=phi0, frequency=frequency, tilt=tilt,
+                  x_offset=x_offset, y_offset=y_offset)
 
 
 # -- crab cavity --------------------------------------------------------------------------
 
 
-def _crab_body(six: Six, alive: Any, voltage: Any, phi0: Any, k: Any, length: Any,
-               num_steps: int, p0c: Any, mc2: Any) -> tuple[Six, Any]:
-    n = num_steps
-    amplitude = voltage / n
+def _crab_kick(amplitude: Any, phi0: Any, k: Any, p0c: Any, mc2: Any) -> Step:
+    """Thin deflection ``px += amplitude/P0 sin(phase)`` with its Panofsky-Wenzel
+    energy kick ``dE = amplitude k x cos(phase)``, ``phase = 2 pi phi0 + k tau``."""
 
-    def kick(s: Six) -> tuple[Six, Any]:
-        xp = _xp(s[0])
-        phase = TWO_PI * phi0 + k * rf_time(s, p0c, mc2)
-        x, px, y, py, z, pz = s
+    def step(six: Six) -> tuple[Six, Any]:
+        xp = _xp(six[0])
+        phase = _rf_phase(six, phi0, k, p0c, mc2)
+        x, px, y, py, z, pz = six
         px = px + (amplitude / p0c) * xp.sin(phase)
         de = amplitude * k * x * xp.cos(phase)
         return energy_kick((x, px, y, py, z, pz), de, p0c, mc2)
 
-    six, alive = _apply(_drift(length / (2 * n), p0c, mc2), six, alive)
-    for i in range(n):
-        six, alive = _apply(kick, six, alive)
-        if i < n - 1:
-            six, alive = _apply(_drift(length / n, p0c, mc2), six, alive)
-    return _apply(_drift(length / (2 * n), p0c, mc2), six, alive)
+    return step
+
+
+def _crab_body(num_steps: int) -> Build:
+    """Bmad's crab cavity: ``num_steps`` thin kicks at the slice centres, exact drifts
+    between them and half drifts at the ends."""
+    n = num_steps
+
+    def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+        kick = _crab_kick(p["voltage"] / n, p["phi0"], _wavenumber(p["frequency"]), p0c, mc2)
+        half = drift_step(p["length"] / (2 * n), p0c, mc2)
+        full = drift_step(p["length"] / n, p0c, mc2)
+        return Body([half, *[kick, full] * (n - 1), kick, half], offsets=_offsets(p))
+
+    return build
 
 
 def crab_cavity_map(length: Any, voltage: Any, phi0: Any, frequency: Any, p0c: Any, mc2: Any,
@@ -365,13 +295,8 @@ def crab_cavity_map(length: Any, voltage: Any, phi0: Any, frequency: Any, p0c: A
     """First-order map ``(R, c)`` of the "bmad" crab cavity about the laboratory
     reference orbit (exact Jacobian by forward-mode derivatives, and the image of the
     zero orbit: ``px = voltage sin(2 pi phi0)/P0`` in the thin limit)."""
-    lab, const, alive = _zero_orbit_jets(length, voltage, phi0, frequency, p0c, mc2,
-                                         *_offset_arrays(length, x_offset, y_offset, tilt))
-    length_j, voltage_j, phi0_j, freq_j, p0c_j, mc2_j, *offsets = const
-    body = to_element_frame(lab, *offsets)
-    body, _ = _crab_body(body, alive, voltage_j, phi0_j, _wavenumber(freq_j), length_j,
-                         num_steps, p0c_j, mc2_j)
-    return jets.first_order_map(from_element_frame(body, *offsets))
+    return _first_order(_crab_body(num_steps), length, voltage, phi0, frequency, p0c, mc2,
+                        (x_offset, y_offset, tilt))[:2]
 
 
 def track_crab_cavity(
@@ -412,34 +337,18 @@ def track_crab_cavity(
     x_offset, y_offset
         Cavity offsets [m] (the energy kick grows with x in the cavity frame).
     method
-        ``"bmad"`` or ``"linear"`` (first-order Taylor map of the "bmad" map about the
-        laboratory reference orbit, :func:`crab_cavity_map`).
+        ``"bmad"``, ``"linear"`` (first-order Taylor map of the "bmad" map about the
+        laboratory reference orbit, :func:`crab_cavity_map`) or ``"second_order"``
+        (its second-order Taylor map).
 
     Returns
     -------
     Particles
         Outgoing particles (same reference momentum), ``s`` advanced by ``length``.
     """
-    element = "crab_cavity"
-    check_method(method, element)
-    num_steps = check_num_steps(num_steps, element)
-    _check_frequency(element, frequency, voltage)
-    prm = _parameters(element, particles, dict(
-        length=length, voltage=voltage, phi0=phi0, frequency=frequency, tilt=tilt,
-        x_offset=x_offset, y_offset=y_offset))
-    if method == "linear":
-        r, const = crab_cavity_map(prm["length"], prm["voltage"], prm["phi0"],
-                                   prm["frequency"], particles.p0c, particles.mc2,
-                                   prm["x_offset"], prm["y_offset"], prm["tilt"], num_steps)
-        return apply_linear_map(particles, r, const, prm["length"])
-    pp = {k: per_particle(v) for k, v in prm.items()}
-    p0c, mc2 = per_particle(particles.p0c), per_particle(particles.mc2)
-    offsets = (pp["x_offset"], pp["y_offset"], pp["tilt"])
-    lab, entering, body = _enter(particles, offsets)
-    body, alive = _crab_body(body, entering, pp["voltage"], pp["phi0"],
-                             _wavenumber(pp["frequency"]), pp["length"], num_steps, p0c, mc2)
-    out = freeze(particles.xp, entering, from_element_frame(body, *offsets), lab)
-    return assemble(particles, out, alive, prm["length"])
+    return _track(particles, "crab_cavity", _crab_body, method, num_steps, length=length,
+                  voltage=voltage, phi0=phi0, frequency=frequency, tilt=tilt,
+                  x_offset=x_offset, y_offset=y_offset)
 
 
 # -- lcavity ----------------------------------------------------------------------------------
@@ -460,13 +369,12 @@ def lcavity_reference(p0c: Any, mc2: Any, voltage: Any, phi0: Any,
     references and ``P`` stays exactly ``p0c`` without a gain.
     """
     xp = _xp(voltage + p0c)
-    n = num_steps
     e0 = xp.sqrt(p0c * p0c + mc2 * mc2)
     kinetic0 = p0c * p0c / (e0 + mc2)
     gain = voltage * xp.cos(TWO_PI * phi0)
     ok = kinetic0 + gain > 0.0
     gain = xp.where(ok, gain, xp.zeros_like(gain + kinetic0))
-    scales = [(0.5 if i in (0, n) else 1.0) / n for i in range(n + 1)]
+    scales = _trapezoid(num_steps)
     fractions = [0.0]
     for scale in scales[:-1]:
         fractions.append(fractions[-1] + scale)
@@ -483,55 +391,84 @@ def lcavity_reference(p0c: Any, mc2: Any, voltage: Any, phi0: Any,
     return momenta, energies, [s * gain for s in scales], gain, ok
 
 
-def _lcavity_body(six: Six, alive: Any, voltage: Any, phi0: Any, k: Any, length: Any,
-                  num_steps: int, refs: tuple[list[Any], list[Any], list[Any]],
-                  mc2: Any, standing: bool = True) -> tuple[Six, Any]:
-    xp = _xp(six[0])
+def _lcavity_phase(six: Six, phi0: Any, k: Any, p0c: Any, mc2: Any) -> Any:
+    """RF phase ``2 pi phi0 - k tau`` of the lcavity (Bmad's sign convention)."""
+    return TWO_PI * phi0 - k * rf_time(six, p0c, mc2)
+
+
+def _lcavity_kick(amplitude: Any, phi0: Any, k: Any, p0c: Any, mc2: Any) -> Step:
+    """Energy kick ``dE = amplitude cos(2 pi phi0 - k tau)``."""
+
+    def step(six: Six) -> tuple[Six, Any]:
+        de = amplitude * _xp(six[0]).cos(_lcavity_phase(six, phi0, k, p0c, mc2))
+        return energy_kick(six, de, p0c, mc2)
+
+    return step
+
+
+def _fringe(edge: float, gradient: Any, phi0: Any, k: Any, p0c: Any, mc2: Any) -> Step:
+    """Hard-edge entrance (``edge = 1``) or exit (``-1``) kick: focusing
+    ``px -= edge G cos(phi) x / (2 P0)`` (same in y) and the energy change
+    ``dE = -edge G k sin(phi) (x^2 + y^2) / 4``."""
+
+    def step(six: Six) -> tuple[Six, Any]:
+        xp = _xp(six[0])
+        phase = _lcavity_phase(six, phi0, k, p0c, mc2)
+        x, px, y, py, z, pz = six
+        kick = (0.5 * edge) * gradient * xp.cos(phase) / p0c
+        de = (-0.25 * edge) * gradient * k * xp.sin(phase) * (x * x + y * y)
+        return energy_kick((x, px - kick * x, y, py - kick * y, z, pz), de, p0c, mc2)
+
+    return step
+
+
+def _ponderomotive(strength: Any, p0c: Any) -> Step:
+    """Standing-wave ponderomotive kick (Rosenzweig & Serafini) with
+    ``C = strength / (P0^2 (1+pz))``: ``px -= C x``, ``py -= C y``,
+    ``z -= C (x^2 + y^2) / (2 (1+pz))``."""
+
+    def step(six: Six) -> tuple[Six, Any]:
+        x, px, y, py, z, pz = six
+        rel_p = 1.0 + pz
+        coef = strength / (p0c * p0c * rel_p)
+        z = z - 0.5 * coef * (x * x + y * y) / rel_p
+        return (x, px - coef * x, y, py - coef * y, z, pz), rel_p > 0.0
+
+    return step
+
+
+def _lcavity_body(num_steps: int, cavity_type: str) -> Build:
+    """Bmad's stair-step lcavity: entrance edge, then per RF step (drift and
+    ponderomotive kick,) energy kick, change of reference (and ponderomotive kick),
+    then the exit edge; the ponderomotive kicks only for a standing wave."""
+    standing = _check_cavity_type(cavity_type)
     n = num_steps
-    momenta, energies, gains = refs
-    nonzero = xp.abs(length) > 0.0
-    gradient = xp.where(nonzero, voltage / xp.where(nonzero, length, 1.0 + 0.0 * length),
-                        0.0 * voltage)
-    pondero = gradient * gradient * length / (16.0 * n)
 
-    def phase(s: Six, p0c: Any) -> Any:
-        return TWO_PI * phi0 - k * rf_time(s, p0c, mc2)
+    def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+        xp = _xp(p["length"])
+        length, voltage, phi0 = p["length"], p["voltage"], p["phi0"]
+        k = _wavenumber(p["frequency"])
+        momenta, energies, gains, gain, ok = lcavity_reference(p0c, mc2, voltage, phi0, n)
+        nonzero = xp.abs(length) > 0.0
+        gradient = xp.where(nonzero, voltage / xp.where(nonzero, length, 1.0 + 0.0 * length),
+                            0.0 * voltage)
+        strength = gradient * gradient * length / (16.0 * n)
+        steps: list[Step | Everyone] = [_fringe(1.0, gradient, phi0, k, momenta[0], mc2)]
+        for i, scale in enumerate(_trapezoid(n)):
+            if i > 0:
+                steps.append(drift_step(length / n, momenta[i], mc2))
+                steps += [_ponderomotive(strength, momenta[i])] if standing else []
+            steps.append(_lcavity_kick(scale * voltage, phi0, k, momenta[i], mc2))
+            steps.append(_new_reference(momenta[i], momenta[i + 1], energies[i], gains[i]))
+            steps += [_ponderomotive(strength, momenta[i + 1])] if i < n and standing else []
+        steps.append(_fringe(-1.0, gradient, phi0, k, momenta[n + 1], mc2))
+        # Particles lost before the cavity are re-expressed in the exit reference; a
+        # reference below rest energy admits none (and keeps p0c: its gain is zeroed).
+        outside = _new_reference(momenta[0], momenta[-1], energies[0], gain).update
+        return Body(steps, offsets=_offsets(p), p0c_out=momenta[-1], outside=outside,
+                    admits=ok)
 
-    def fringe(edge: float, p0c: Any) -> Op:
-        def op(s: Six) -> tuple[Six, Any]:
-            ph = phase(s, p0c)
-            x, px, y, py, z, pz = s
-            kick = (0.5 * edge) * gradient * xp.cos(ph) / p0c
-            de = (-0.25 * edge) * gradient * k * xp.sin(ph) * (x * x + y * y)
-            return energy_kick((x, px - kick * x, y, py - kick * y, z, pz), de, p0c, mc2)
-        return op
-
-    def ponderomotive(p0c: Any) -> Op:
-        def op(s: Six) -> tuple[Six, Any]:
-            x, px, y, py, z, pz = s
-            rel_p = 1.0 + pz
-            coef = pondero / (p0c * p0c * rel_p)
-            z = z - 0.5 * coef * (x * x + y * y) / rel_p
-            return (x, px - coef * x, y, py - coef * y, z, pz), rel_p > 0.0
-        return op
-
-    def kick(scale: float, p0c: Any) -> Op:
-        def op(s: Six) -> tuple[Six, Any]:
-            return energy_kick(s, (scale * voltage) * xp.cos(phase(s, p0c)), p0c, mc2)
-        return op
-
-    six, alive = _apply(fringe(1.0, momenta[0]), six, alive)
-    for i in range(n + 1):
-        if i > 0:
-            six, alive = _apply(_drift(length / n, momenta[i], mc2), six, alive)
-            if standing:
-                six, alive = _apply(ponderomotive(momenta[i]), six, alive)
-        six, alive = _apply(kick((0.5 if i in (0, n) else 1.0) / n, momenta[i]), six, alive)
-        # All particles, lost ones too, are re-expressed in the new reference.
-        six = _change_reference(six, momenta[i], momenta[i + 1], energies[i], gains[i])
-        if i < n and standing:
-            six, alive = _apply(ponderomotive(momenta[i + 1]), six, alive)
-    return _apply(fringe(-1.0, momenta[n + 1]), six, alive)
+    return build
 
 
 def lcavity_map(length: Any, voltage: Any, phi0: Any, frequency: Any, p0c: Any, mc2: Any,
@@ -547,17 +484,8 @@ def lcavity_map(length: Any, voltage: Any, phi0: Any, frequency: Any, p0c: Any, 
     aligned cavity: the reference particle stays on the reference orbit).
     ``R^T J R = (p0c / p0c_out) J``.
     """
-    lab, const, alive = _zero_orbit_jets(length, voltage, phi0, frequency, p0c, mc2,
-                                         *_offset_arrays(length, x_offset, y_offset, tilt))
-    length_j, voltage_j, phi0_j, freq_j, p0c_j, mc2_j, *offsets = const
-    refs = lcavity_reference(p0c_j, mc2_j, voltage_j, phi0_j, num_steps)
-    body = to_element_frame(lab, *offsets)
-    body, _ = _lcavity_body(body, alive & refs[4], voltage_j, phi0_j, _wavenumber(freq_j),
-                            length_j, num_steps, refs[:3], mc2_j,
-                            _check_cavity_type(cavity_type))
-    r, c = jets.first_order_map(from_element_frame(body, *offsets))
-    p_out = refs[0][-1].v[..., 0]
-    return r, c, p_out
+    return _first_order(_lcavity_body(num_steps, cavity_type), length, voltage, phi0,
+                        frequency, p0c, mc2, (x_offset, y_offset, tilt))
 
 
 def track_lcavity(
@@ -606,6 +534,7 @@ def track_lcavity(
         ``"bmad"``: the stair-step model (see the module documentation).
         ``"linear"``: first-order Taylor map of the "bmad" map about the laboratory
         reference orbit, in the exit reference's coordinates (:func:`lcavity_map`).
+        ``"second_order"``: its second-order Taylor map.
 
     Returns
     -------
@@ -625,47 +554,6 @@ def track_lcavity(
     (every piece is symplectic at fixed reference momentum; each change of reference
     scales ``px, py, 1+pz`` by ``P_old/P_new``).
     """
-    element = "lcavity"
-    check_method(method, element)
-    num_steps = check_num_steps(num_steps, element)
-    standing = _check_cavity_type(cavity_type)
-    _check_frequency(element, frequency, voltage)
-    prm = _parameters(element, particles, dict(
-        length=length, voltage=voltage, phi0=phi0, frequency=frequency, tilt=tilt,
-        x_offset=x_offset, y_offset=y_offset))
-    xp = particles.xp
-    if method == "linear":
-        r, const, p_out = lcavity_map(prm["length"], prm["voltage"], prm["phi0"],
-                                      prm["frequency"], particles.p0c, particles.mc2,
-                                      prm["x_offset"], prm["y_offset"], prm["tilt"],
-                                      num_steps, cavity_type)
-        new = xp.matmul(r, particles.coords) + const[..., None]
-        # Lost particles are frozen, their momenta re-expressed relative to the exit
-        # reference; a reference below rest energy loses every particle.
-        momenta, energies, _, gain, ref_ok = lcavity_reference(
-            particles.p0c, particles.mc2, prm["voltage"], prm["phi0"], num_steps)
-        lost = _change_reference(particles.unpack(), *(per_particle(v) for v in (
-            momenta[0], momenta[-1], energies[0], gain)))
-        lost = xp.stack(xp.broadcast_arrays(*lost), axis=-2)
-        alive = particles.alive & per_particle(ref_ok)
-        new, lost = xp.broadcast_arrays(new, lost)
-        alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
-        new = xp.where(alive[..., None, :], new, lost)
-        return Particles._from_fields(new, particles.s + prm["length"], p_out,
-                                      particles.mc2, alive)
-
-    pp = {k: per_particle(v) for k, v in prm.items()}
-    p0c, mc2 = per_particle(particles.p0c), per_particle(particles.mc2)
-    momenta, energies, gains, gain, ref_ok = lcavity_reference(
-        p0c, mc2, pp["voltage"], pp["phi0"], num_steps)
-    offsets = (pp["x_offset"], pp["y_offset"], pp["tilt"])
-    lab, entering, body = _enter(particles, offsets)
-    entering = entering & ref_ok
-    body, alive = _lcavity_body(body, entering, pp["voltage"], pp["phi0"],
-                                _wavenumber(pp["frequency"]), pp["length"], num_steps,
-                                (momenta, energies, gains), mc2, standing)
-    lab_out = _change_reference(lab, momenta[0], momenta[-1], energies[0], gain)
-    out = freeze(xp, entering, from_element_frame(body, *offsets), lab_out)
-    *parts, alive = xp.broadcast_arrays(*out, alive)
-    return Particles._from_fields(xp.stack(parts, axis=-2), particles.s + prm["length"],
-                                  momenta[-1][..., 0], particles.mc2, alive)
+    return _track(particles, "lcavity", lambda n: _lcavity_body(n, cavity_type), method,
+                  num_steps, length=length, voltage=voltage, phi0=phi0, frequency=frequency,
+                  tilt=tilt, x_offset=x_offset, y_offset=y_offset)

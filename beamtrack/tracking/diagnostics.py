@@ -26,8 +26,8 @@ import numpy as np
 
 from beamtrack.backends import backend_of
 from beamtrack.tracking.errors import ParameterError
-from beamtrack.tracking.frames import to_element_frame
-from beamtrack.tracking.parameters import as_parameter, per_particle
+from beamtrack.tracking.frames import frame_positions
+from beamtrack.tracking.parameters import as_nonnegative_parameter, per_particle
 from beamtrack.tracking.particles import Particles
 
 #: How a screen deposits particles on its pixels.
@@ -95,23 +95,6 @@ def erf(x: Any) -> Any:
 
 
 # -- shared helpers ---------------------------------------------------------------------
-def _nonnegative(value: Any, like: Any, name: str) -> Any:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value < 0:
-        raise ParameterError(f"parameter {name!r} must be >= 0, got {value!r}")
-    return as_parameter(value, like, name)
-
-
-def _frame_positions(
-    particles: Particles, x_offset: Any, y_offset: Any, tilt: Any
-) -> tuple[Any, Any]:
-    """``(x, y)`` of the particles in the instrument frame, shape ``(*batch, n)``."""
-    c = particles.coords
-    offsets = [per_particle(as_parameter(v, c, k)) for k, v in
-               (("x_offset", x_offset), ("y_offset", y_offset), ("tilt", tilt))]
-    six = to_element_frame(particles.unpack(), *offsets)
-    return six[0], six[2]
-
-
 def check_seed(seed: Any, element: str = "monitor") -> int:
     """Validate a random seed (a Python integer >= 0)."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -157,8 +140,8 @@ def monitor_reading(
     seed = check_seed(seed)
     c = particles.coords
     xp = particles.xp
-    res = _nonnegative(resolution, c, "resolution")
-    u, v = _frame_positions(particles, x_offset, y_offset, tilt)
+    res = as_nonnegative_parameter(resolution, c, "resolution")
+    u, v = frame_positions(particles, x_offset, y_offset, tilt)
     w = xp.astype(particles.alive, c.dtype)
     u, v, w = xp.broadcast_arrays(u, v, w)
     total = xp.sum(w, axis=-1)
@@ -294,8 +277,8 @@ def screen_image(
         )
     c = particles.coords
     xp = particles.xp
-    bw = _nonnegative(bandwidth, c, "bandwidth")
-    u, v = _frame_positions(particles, x_offset, y_offset, tilt)
+    bw = as_nonnegative_parameter(bandwidth, c, "bandwidth")
+    u, v = frame_positions(particles, x_offset, y_offset, tilt)
     w = xp.astype(particles.alive, c.dtype)
     u, v, w = xp.broadcast_arrays(u, v, w)
     batch = tuple(u.shape[:-1])

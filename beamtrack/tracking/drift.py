@@ -1,19 +1,20 @@
-"""Field-free drift: Bmad's exact drift and its first-order map."""
+"""Field-free drift: Bmad's exact drift, as a step other elements reuse, and its
+first-order map in closed form."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
+
 from beamtrack.tracking.kinematics import (
     beta_ratio_minus_one,
     inverse_gamma0_squared,
     one_over_ps_minus_one,
-    unphysical_momentum,
 )
-from beamtrack.tracking.linear import apply_linear_map, matrix6
-from beamtrack.tracking.parameters import as_parameter, per_particle
+from beamtrack.tracking.linear import matrix6
 from beamtrack.tracking.particles import Particles
-from beamtrack.tracking.stepping import Six, assemble, check_method, freeze, safe
+from beamtrack.tracking.stepping import Body, Six, Step, physical, prepare, safe, track_element
 
 
 def exact_drift(six: Six, length: Any, p0c: Any, mc2: Any) -> Six:
@@ -23,10 +24,8 @@ def exact_drift(six: Six, length: Any, p0c: Any, mc2: Any) -> Six:
     ``z += L (beta/beta0 - 1) - L (1/ps_n - 1)`` with ``ps = sqrt((1+pz)^2 - px^2 - py^2)``
     and ``ps_n = ps / (1+pz)``, both terms free of cancellation. The caller must pass
     only physical momenta (see :func:`~beamtrack.tracking.stepping.safe`).
-    Parameters broadcast as ``(*batch, n)``.
+    Parameters broadcast as ``(*batch, n)``; coordinates may be jets.
     """
-    import array_api_compat
-
     xp = array_api_compat.array_namespace(six[0])
     x, px, y, py, z, pz = six
     rel_p = 1.0 + pz
@@ -39,16 +38,35 @@ def exact_drift(six: Six, length: Any, p0c: Any, mc2: Any) -> Six:
     return (x, px, y, py, z, pz)
 
 
+def drift_step(length: Any, p0c: Any, mc2: Any) -> Step:
+    """The exact drift as a :data:`~beamtrack.tracking.stepping.Step` of ``length`` [m]
+    at reference momentum ``p0c`` and rest energy ``mc2`` [eV] (arrays or jets of shape
+    ``(*batch, 1)``): a particle with ``px^2 + py^2 >= (1+pz)^2`` is lost before it and
+    keeps its coordinates (the check matters after steps that change ``pz``)."""
+
+    def step(six: Six) -> tuple[Six, Any]:
+        xp = array_api_compat.array_namespace(six[0])
+        ok = physical(six)
+        return exact_drift(safe(xp, ok, six), length, p0c, mc2), ok
+
+    return step
+
+
 def drift_matrix(length: Any, p0c: Any, mc2: Any) -> Any:
     """First-order map of a drift about the reference orbit, shape ``(*batch, 6, 6)``.
 
     ``R12 = R34 = L`` and ``R56 = L / gamma0^2`` (Bmad sign: ``z = -beta c dt``, so a
-    faster particle gets ahead, ``z`` grows with ``pz``).
+    faster particle gets ahead, ``z`` grows with ``pz``). The closed form of the
+    Jacobian of :func:`drift_step` at the reference orbit, kept for speed.
     """
     return matrix6(
         {(0, 1): length, (2, 3): length, (4, 5): length * inverse_gamma0_squared(p0c, mc2)},
         length,
     )
+
+
+def _drift_body(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+    return Body([drift_step(p["length"], p0c, mc2)])
 
 
 def track_drift(particles: Particles, *, length: Any, method: str = "bmad") -> Particles:
@@ -63,28 +81,20 @@ def track_drift(particles: Particles, *, length: Any, method: str = "bmad") -> P
     method
         ``"bmad"``: Bmad's exact drift (particles with ``px^2 + py^2 >= (1+pz)^2``
         are lost and keep their incoming coordinates). ``"linear"``: first-order map
-        about the reference orbit.
+        about the reference orbit (closed form, :func:`drift_matrix`).
+        ``"second_order"``: second-order Taylor map of the ``"bmad"`` drift.
 
     Returns
     -------
     Particles
         Outgoing particles, ``s`` advanced by ``length``.
     """
-    check_method(method, "drift")
-    c = particles.coords
-    length = as_parameter(length, c, "length")
-    if method == "linear":
-        r = drift_matrix(length, particles.p0c, particles.mc2)
+    p = prepare(particles, "drift", method, length=length)
+
+    def linear() -> tuple[Any, Any]:
+        r = drift_matrix(p["length"], particles.p0c, particles.mc2)
         xp = particles.xp
-        zero = xp.zeros(r.shape[:-2] + (6,), dtype=c.dtype, device=particles.device)
-        return apply_linear_map(particles, r, zero, length)
-    xp = particles.xp
-    old = particles.unpack()
-    alive = particles.alive & ~unphysical_momentum(old[1], old[3], old[5])
-    new = exact_drift(
-        safe(xp, alive, old),
-        per_particle(length),
-        per_particle(particles.p0c),
-        per_particle(particles.mc2),
-    )
-    return assemble(particles, freeze(xp, alive, new, old), alive, length)
+        return r, xp.zeros(r.shape[:-2] + (6,), dtype=r.dtype, device=particles.device)
+
+    return track_element(particles, _drift_body, p, length=p["length"], method=method,
+                         linear=linear)

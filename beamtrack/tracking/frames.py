@@ -75,3 +75,16 @@ def change_frame(six: Six, rotation: Any, origin: Any) -> tuple[Six, Any]:
     y_new = q[1] + step * p[1]
     z_new = z - step * rel_p
     return (x_new, p[0], y_new, p[1], z_new, pz), ~forward
+
+
+def frame_positions(particles: Any, x_offset: Any, y_offset: Any, tilt: Any,
+                    element: str | None = None) -> tuple[Any, Any]:
+    """Positions ``(x, y)`` [m] of ``particles`` in the frame of a zero-length element
+    (aperture, monitor, screen) at offsets [m] and tilt [rad]; shape ``(*batch, n)``."""
+    from beamtrack.tracking.parameters import as_parameter, per_particle
+
+    c = particles.coords
+    offsets = [per_particle(as_parameter(v, c, k, element)) for k, v in
+               (("x_offset", x_offset), ("y_offset", y_offset), ("tilt", tilt))]
+    six = to_element_frame(particles.unpack(), *offsets)
+    return six[0], six[2]

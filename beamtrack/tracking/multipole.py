@@ -1,45 +1,22 @@
-"""Straight multipoles: Bmad's "bmad_standard" kick-drift-kick body and its first-order map.
+"""Straight multipoles: Bmad's "bmad_standard" kick-drift-kick body and the thin multipole.
 
-Conventions (Bmad manual, "Magnetic Multipoles"; Bmad ``ab_multipole_kick``)
---------------------------------------------------------------------------------
-A multipole of order ``n`` (0 dipole, 1 quadrupole, 2 sextupole, 3 octupole, ...) with
-integrated normal strength ``K_nL`` and skew strength ``K_nSL`` [m^-n] (the field
-derivative ``d^n B_y / dx^n`` times the length over ``B rho``) gives a particle at
-``(x, y)`` the transverse kick
+A multipole kicks ``dpx - i dpy = -sum_n (K_nL + i K_nSL) (x + i y)^n / n!`` (not
+divided by ``1 + pz``). Sextupoles, octupoles, thick multipoles and the correctors of
+:mod:`~beamtrack.tracking.kicker` share one body (Bmad's ``track_a_thick_multipole``):
+a half kick, then ``num_steps`` times [exact drift of ``L / num_steps``, kick], the last
+kick again a half kick. The thin :func:`track_multipole` is one full kick whose dipole
+terms bend the reference orbit (a zero-length bend). The ``"linear"`` and
+``"second_order"`` maps are the Taylor maps of these bodies (stepping framework).
 
-    ``dpx - i dpy = -sum_n (K_nL + i K_nSL) (x + i y)^n / n!``
+Multipole strengths ``knl`` and ``ksl`` are given order by order: a tuple or list whose
+entry ``n`` is ``K_nL`` (resp. ``K_nSL``) as a Python number or an array of shape
+``(*batch)``, or one array whose FIRST axis runs over the orders (shape ``(N,)`` or
+``(N, *batch)``). The two may have different lengths (missing orders are zero). The
+number of orders sets the polynomial degree, so it is static (a shape, never a traced
+value).
 
-on ``px = P_x/P0`` and ``py = P_y/P0``. The kick is NOT divided by ``1 + pz``: it is a
-change of transverse momentum, so its angle ``dpx / (1+pz)`` scales as ``1/(1+pz)``
-(chromatic). A positive ``K1L`` focuses horizontally (``dpx = -K1L x``); a sextupole
-gives ``dpx = -K2L (x^2 - y^2)/2``, ``dpy = K2L x y``. Skew components follow MAD-X and
-Bmad: ``K1SL`` alone gives ``dpx = K1SL y``, ``dpy = K1SL x``; rotating a normal
-multipole of order ``n`` by ``tilt = pi / (2 (n+1))`` gives a skew one with
-``K_nSL = -K_nL`` (as in MAD-X: "TILT = pi/4 turns a positive normal quadrupole into a
-negative skew quadrupole").
-
-Body tracking (Bmad ``track_a_thick_multipole``, used by Bmad for sextupoles,
-octupoles, thick multipoles and kickers): entrance misalignment, a half kick with
-``1/(2 N)`` of the integrated strength, then ``N`` times [exact drift of ``L/N``, kick
-with ``1/N``] where the last kick is again a half kick, exit misalignment. This is the
-symmetric (second-order, symplectic) kick-drift-kick splitting; its error falls as
-``1/N^2``. The drift is Bmad's exact drift
-(:func:`~beamtrack.tracking.drift.exact_drift`), including the low-energy ``z`` term.
-
-The thin :func:`track_multipole` (Bmad ``multipole`` element) applies one full kick.
-Its dipole components ``K0L``, ``K0SL`` follow Bmad's zero-length-bend convention
-(``ref_orb_offset``, as MAD-X): they bend the reference orbit, so the reference particle
-is not deflected; an off-momentum particle gets ``dpx = K0L pz``, ``dpy = -K0SL pz`` and
-its path length changes by ``dz = -K0L x + K0SL y``. In the thick elements
-(:func:`track_thick_multipole`) a dipole component is a plain kick ``dpx = -K0L``.
-
-Multipole strengths
--------------------
-``knl`` and ``ksl`` are given order by order: a tuple or list whose entry ``n`` is
-``K_nL`` (resp. ``K_nSL``) as a Python number or an array of shape ``(*batch)``, or one
-array whose FIRST axis runs over the orders (shape ``(N,)`` or ``(N, *batch)``). The two
-may have different lengths (missing orders are zero). The number of orders sets the
-polynomial degree, so it is static (a shape, never a traced value).
+Physics: docs/physics/multipoles.md (kick and skew conventions, the zero-length bend,
+the body splitting, the correctors; Bmad manual references).
 """
 
 from __future__ import annotations
@@ -53,57 +30,59 @@ import array_api_compat
 from beamtrack.tracking.drift import exact_drift
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import from_element_frame, to_element_frame
-from beamtrack.tracking.kinematics import unphysical_momentum
-from beamtrack.tracking.linear import apply_linear_map, matrix6, rotation_matrix
-from beamtrack.tracking.parameters import as_parameter, per_particle
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import (
+    Body,
+    Build,
     Six,
-    assemble,
-    check_method,
+    Step,
     check_num_steps,
-    freeze,
-    safe,
+    checked,
+    physical,
+    prepare,
+    track_element,
 )
+
+#: A kick ``(six, weight) -> six``; ``weight`` is the fraction of the integrated strength.
+Kick = Callable[[Six, float], Six]
+#: An element's kick from its parameters (arrays or jets of shape ``(*batch, 1)``).
+KickOf = Callable[[dict[str, Any]], Kick]
+
 
 # -- the kick ------------------------------------------------------------------------------
 
 
-def _horner(x: Any, y: Any, knl: list[Any], ksl: list[Any], derivative: bool) -> tuple[Any, ...]:
-    """``S(w) = sum_n c_n w^n`` (and ``S'(w)``) for ``w = x + i y``, ``c_n = (knl + i ksl)/n!``.
+def _horner(x: Any, y: Any, knl: list[Any], ksl: list[Any]) -> tuple[Any, Any]:
+    """``(Re S, Im S)`` of ``S(w) = sum_n c_n w^n``, ``w = x + i y``, ``c_n = (knl + i ksl)/n!``.
 
-    Horner's rule on the complex polynomial in real arithmetic. Entries that are
-    ``None`` (absent orders) are skipped rather than multiplied by zero. Returns
-    ``(Sr, Si)``, or ``(Sr, Si, Gr, Gi)`` with ``G = S'`` when ``derivative``.
+    Horner's rule on the complex polynomial in real arithmetic; entries that are
+    ``None`` (absent orders) are skipped rather than multiplied by zero.
     """
-    xp = array_api_compat.array_namespace(x, y)
-    zero = xp.zeros_like(x + y)
-    sr, si, gr, gi = zero, zero, zero, zero
+    sr = si = 0.0 * (x + y)
     for n in range(max(len(knl), len(ksl)) - 1, -1, -1):
         a = knl[n] if n < len(knl) else None
         b = ksl[n] if n < len(ksl) else None
-        if derivative:
-            # G <- G w + S, with S the value before this order's update.
-            gr, gi = gr * x - gi * y + sr, gr * y + gi * x + si
         sr, si = sr * x - si * y, sr * y + si * x
         if a is not None:
             sr = sr + a / math.factorial(n)
         if b is not None:
             si = si + b / math.factorial(n)
-    return (sr, si, gr, gi) if derivative else (sr, si)
+    return sr, si
 
 
 def multipole_kick(x: Any, y: Any, knl: Any, ksl: Any = ()) -> tuple[Any, Any]:
     """Transverse kick ``(dpx, dpy)`` of thin multipoles at positions ``(x, y)`` [m].
 
     ``dpx - i dpy = -sum_n (knl[n] + i ksl[n]) (x + i y)^n / n!`` (Bmad and MAD-X
-    convention, see the module docstring), evaluated with Horner's rule on the complex
-    polynomial. Not divided by ``1 + pz``; strengths are integrated (``K_nL`` [m^-n]).
+    convention, see docs/physics/multipoles.md), evaluated with Horner's rule on the
+    complex polynomial. Not divided by ``1 + pz``; strengths are integrated
+    (``K_nL`` [m^-n]).
 
     Parameters
     ----------
     x, y
-        Positions [m] in the multipole's frame; arrays that broadcast together.
+        Positions [m] in the multipole's frame; arrays (or jets) that broadcast
+        together.
     knl, ksl
         Sequences of integrated normal and skew strengths, entry ``n`` of order ``n``:
         arrays (or numbers) broadcasting against ``x``. Either may be shorter or empty.
@@ -113,144 +92,23 @@ def multipole_kick(x: Any, y: Any, knl: Any, ksl: Any = ()) -> tuple[Any, Any]:
     (dpx, dpy)
         Changes of ``px = P_x/P0`` and ``py = P_y/P0``.
     """
-    sr, si = _horner(x, y, list(knl), list(ksl), derivative=False)
+    sr, si = _horner(x, y, list(knl), list(ksl))
     return -sr, si
 
 
-def multipole_kick_jacobian(
-    x: Any, y: Any, knl: Any, ksl: Any = ()
-) -> tuple[Any, Any, Any, Any]:
-    """Derivatives ``(d dpx/dx, d dpx/dy, d dpy/dx, d dpy/dy)`` of :func:`multipole_kick`.
+def _multipole_kick(knl: list[Any], ksl: list[Any]) -> Kick:
+    """The kick of strengths ``knl``, ``ksl`` (``None`` entries: absent orders)."""
 
-    With ``dpx - i dpy = -S(w)``, ``w = x + i y`` and ``S' = dS/dw``:
-    ``d dpx/dx = -Re S'``, ``d dpx/dy = d dpy/dx = Im S'``, ``d dpy/dy = Re S'``. The
-    matrix is symmetric and traceless (a curl- and divergence-free field), so the kick
-    is symplectic.
-    """
-    _, _, gr, gi = _horner(x, y, list(knl), list(ksl), derivative=True)
-    return -gr, gi, gi, gr
-
-
-# -- parameters ----------------------------------------------------------------------------
-
-
-def _param(value: Any, like: Any, element: str, name: str) -> Any:
-    """``as_parameter`` with the element kind in the error message."""
-    try:
-        return as_parameter(value, like, name)
-    except ParameterError as exc:
-        raise ParameterError(f"{element}: {exc}") from exc
-
-
-def as_orders(value: Any, like: Any, element: str, name: str) -> list[Any]:
-    """Multipole strengths ``knl`` / ``ksl`` as a list of arrays, one per order.
-
-    Parameters
-    ----------
-    value
-        A tuple or list of numbers or arrays (entry ``n`` is order ``n``), or one array
-        whose first axis runs over the orders (shape ``(N,)`` or ``(N, *batch)``).
-    like
-        An array of the particles (namespace, dtype, device).
-    element, name
-        Element kind and parameter name, for error messages.
-
-    Raises
-    ------
-    ParameterError
-        For anything else (a number, a string, a 0-d array, entries that are not real
-        numbers or arrays of the particles' library).
-    """
-    if isinstance(value, (tuple, list)):
-        entries = list(value)
-    elif array_api_compat.is_array_api_obj(value):
-        if value.ndim == 0:
-            raise ParameterError(
-                f"{element}: parameter {name!r} must be a sequence of strengths, one per "
-                "order, or an array whose first axis runs over the orders; got a 0-d array"
-            )
-        entries = [value[i, ...] for i in range(value.shape[0])]
-    else:
-        raise ParameterError(
-            f"{element}: parameter {name!r} must be a sequence of strengths, one per order "
-            f"(e.g. (0.0, 0.0, 1.2) for K2L = 1.2), or an array whose first axis runs over "
-            f"the orders; got {type(value).__name__} {value!r}"
-        )
-    return [_param(v, like, element, f"{name}[{i}]") for i, v in enumerate(entries)]
-
-
-# -- kick models -----------------------------------------------------------------------------
-
-
-class MultipoleKick:
-    """Kick of integrated multipole strengths, scaled by a fraction ``weight``.
-
-    ``bend`` (thin ``Multipole`` only) replaces the order-0 kick by Bmad's zero-length
-    bend of the reference orbit (``ref_orb_offset``): ``dpx = K0L pz``,
-    ``dpy = -K0SL pz``, ``dz = -K0L x + K0SL y``.
-    """
-
-    def __init__(self, knl: list[Any], ksl: list[Any], bend: bool = False) -> None:
-        self.bend = bend
-        self.k0 = (knl[0] if knl else None, ksl[0] if ksl else None)
-        if bend:
-            knl = [None, *knl[1:]] if knl else []
-            ksl = [None, *ksl[1:]] if ksl else []
-        self.knl, self.ksl = knl, ksl
-
-    def _scaled(self, weight: float) -> tuple[list[Any], list[Any]]:
-        return ([None if k is None else k * weight for k in self.knl],
-                [None if k is None else k * weight for k in self.ksl])
-
-    def apply(self, six: Six, weight: float) -> Six:
+    def kick(six: Six, weight: float) -> Six:
         x, px, y, py, z, pz = six
-        knl, ksl = self._scaled(weight)
-        sr, si = _horner(x, y, knl, ksl, derivative=False)
-        px, py = px - sr, py + si
-        if self.bend:
-            k0n, k0s = self.k0
-            if k0n is not None:
-                px = px + weight * k0n * pz
-                z = z - weight * k0n * x
-            if k0s is not None:
-                py = py - weight * k0s * pz
-                z = z + weight * k0s * y
-        return (x, px, y, py, z, pz)
+        sr, si = _horner(x, y, [None if k is None else k * weight for k in knl],
+                         [None if k is None else k * weight for k in ksl])
+        return (x, px - sr, y, py + si, z, pz)
 
-    def jacobian(self, six: Six, weight: float) -> dict[tuple[int, int], Any]:
-        x, _, y, _, _, _ = six
-        knl, ksl = self._scaled(weight)
-        _, _, gr, gi = _horner(x, y, knl, ksl, derivative=True)
-        entries = {(1, 0): -gr, (1, 2): gi, (3, 0): gi, (3, 2): gr}
-        if self.bend:
-            k0n, k0s = self.k0
-            if k0n is not None:
-                entries[(1, 5)] = weight * k0n
-                entries[(4, 0)] = -weight * k0n
-            if k0s is not None:
-                entries[(3, 5)] = -weight * k0s
-                entries[(4, 2)] = weight * k0s
-        return entries
+    return kick
 
 
-class DipoleKick:
-    """Uniform kick ``px += hkick * weight``, ``py += vkick * weight`` (correctors)."""
-
-    def __init__(self, hkick: Any, vkick: Any) -> None:
-        self.hkick, self.vkick = hkick, vkick
-
-    def apply(self, six: Six, weight: float) -> Six:
-        x, px, y, py, z, pz = six
-        return (x, px + weight * self.hkick, y, py + weight * self.vkick, z, pz)
-
-    def jacobian(self, six: Six, weight: float) -> dict[tuple[int, int], Any]:
-        return {}
-
-
-Kick = Any  # MultipoleKick | DipoleKick: apply(six, weight), jacobian(six, weight)
-
-
-# -- the body ------------------------------------------------------------------------------
+# -- the kick-drift-kick body ----------------------------------------------------------------
 
 
 def _kick_weights(num_steps: int) -> list[float]:
@@ -258,176 +116,120 @@ def _kick_weights(num_steps: int) -> list[float]:
     return [1.0 / num_steps] * (num_steps - 1) + [0.5 / num_steps]
 
 
-def track_kick_drift_kick(
-    particles: Particles,
-    *,
-    length: Any,
-    num_steps: int,
-    kick: Kick,
-    x_offset: Any,
-    y_offset: Any,
-    tilt: Any,
-) -> Particles:
-    """Bmad's thick-multipole body (``track_a_thick_multipole``) on ``particles``.
+def kick_drift_kick_body(num_steps: int, kick_of: KickOf) -> Build:
+    """Bmad's thick-multipole body (``track_a_thick_multipole``) as a
+    :class:`~beamtrack.tracking.stepping.Body`.
 
-    Entrance misalignment, half kick, ``num_steps`` times [exact drift of
-    ``length / num_steps``, kick] (the last one a half kick), exit misalignment.
-    Parameters are already arrays of the particles' library, ``kick`` holds strengths
-    shaped ``(*batch, 1)`` (see :func:`~beamtrack.tracking.parameters.per_particle`).
-    A particle whose transverse momentum reaches its total momentum after a kick is lost
-    and keeps the (laboratory) coordinates it had before that kick's step.
+    A half kick, then ``num_steps`` times [exact drift of ``length / num_steps``, kick],
+    the last kick again a half kick, in the frame of ``x_offset, y_offset, tilt``. A
+    particle whose transverse momentum reaches its total momentum after a kick is lost
+    and keeps the coordinates it had before that kick's step (drift and kick).
     """
-    xp = particles.xp
-    p0c, mc2 = per_particle(particles.p0c), per_particle(particles.mc2)
-    step = per_particle(length / num_steps)
-    offsets = (per_particle(x_offset), per_particle(y_offset), per_particle(tilt))
-    lab = particles.unpack()
-    entering = particles.alive & ~unphysical_momentum(lab[1], lab[3], lab[5])
-    body = to_element_frame(lab, *offsets)
-    new = kick.apply(safe(xp, entering, body), 0.5 / num_steps)
-    alive = entering & ~unphysical_momentum(new[1], new[3], new[5])
-    body = freeze(xp, alive, new, body)
-    for weight in _kick_weights(num_steps):
-        new = kick.apply(exact_drift(safe(xp, alive, body), step, p0c, mc2), weight)
-        alive = alive & ~unphysical_momentum(new[1], new[3], new[5])
-        body = freeze(xp, alive, new, body)
-    out = freeze(xp, entering, from_element_frame(body, *offsets), lab)
-    return assemble(particles, out, alive, length)
+
+    def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+        kick = kick_of(p)
+        step_length = p["length"] / num_steps
+
+        def slice_(weight: float) -> Step:
+            return checked(lambda six: kick(exact_drift(six, step_length, p0c, mc2), weight))
+
+        steps = [checked(lambda six: kick(six, 0.5 / num_steps))]
+        steps += [slice_(weight) for weight in _kick_weights(num_steps)]
+        return Body(steps, offsets=(p["x_offset"], p["y_offset"], p["tilt"]))
+
+    return build
 
 
-def exact_drift_jacobian(six: Six, length: Any, p0c: Any, mc2: Any) -> dict[tuple[int, int], Any]:
-    """Entries of the Jacobian of :func:`~beamtrack.tracking.drift.exact_drift` at ``six``.
+def track_kick_drift_kick(particles: Particles, element: str, method: str, num_steps: Any,
+                          kick_of: KickOf, **params: Any) -> Particles:
+    """Track through a kick-drift-kick element (:func:`kick_drift_kick_body`).
 
-    With ``P = 1 + pz`` and ``ps = sqrt(P^2 - px^2 - py^2)``:
-    ``dx/dpx = L (P^2 - py^2)/ps^3``, ``dx/dpy = L px py/ps^3``, ``dx/dpz = -L px P/ps^3``
-    (``y`` likewise), ``dz/dpx = -L P px/ps^3``, ``dz/dpy = -L P py/ps^3`` and
-    ``dz/dpz = L (px^2 + py^2)/ps^3 + L mc2^2 E0 / E^3`` (the second term is
-    ``L d(beta/beta0)/dpz``; at the reference orbit it is ``L / gamma0^2``).
-    If ``ps^2 <= 0`` (a reference orbit lost in the element) ``ps = P`` is used so that
-    the result stays finite.
+    ``element`` labels errors; ``params`` are the element's parameters (``length``,
+    ``tilt``, ``x_offset``, ``y_offset`` and those ``kick_of`` reads), validated and
+    converted by :func:`~beamtrack.tracking.stepping.prepare`.
     """
-    xp = array_api_compat.array_namespace(six[0])
-    _, px, _, py, _, pz = six
-    rel_p = 1.0 + pz
-    ps2 = rel_p * rel_p - px * px - py * py
-    ps2 = xp.where(ps2 > 0.0, ps2, rel_p * rel_p + xp.zeros_like(ps2))
-    ps = xp.sqrt(ps2)
-    f = length / (ps2 * ps)
-    pc = rel_p * p0c
-    energy = xp.sqrt(pc * pc + mc2 * mc2)
-    energy0 = xp.sqrt(p0c * p0c + mc2 * mc2)
-    dbeta = length * mc2 * mc2 * energy0 / (energy * energy * energy)
-    return {
-        (0, 1): f * (rel_p * rel_p - py * py), (0, 3): f * px * py, (0, 5): -f * px * rel_p,
-        (2, 1): f * px * py, (2, 3): f * (rel_p * rel_p - px * px), (2, 5): -f * py * rel_p,
-        (4, 1): -f * rel_p * px, (4, 3): -f * rel_p * py,
-        (4, 5): f * (px * px + py * py) + dbeta,
-    }
+    num_steps = check_num_steps(num_steps, element)
+    p = prepare(particles, element, method, **params)
+    return track_element(particles, kick_drift_kick_body(num_steps, kick_of), p,
+                         length=p["length"], method=method)
 
 
-def _drift_value(six: Six, length: Any, p0c: Any, mc2: Any) -> Six:
-    """Exact drift of the reference-orbit state; an unphysical momentum (a reference
-    orbit lost in the element) drifts as if it were zero, so values stay finite."""
-    xp = array_api_compat.array_namespace(six[0])
-    x, px, y, py, z, pz = six
-    lost = unphysical_momentum(px, py, pz)
-    zero = xp.zeros_like(px)
-    guarded = (x, xp.where(lost, zero, px), y, xp.where(lost, zero, py), z,
-               xp.where(lost, zero, pz))
-    return exact_drift(guarded, length, p0c, mc2)
+def _normal(order: int, name: str) -> KickOf:
+    """Kick of a normal multipole of ``order`` with strength ``p[name] * p["length"]``."""
+    return lambda p: _multipole_kick([None] * order + [p[name] * p["length"]], [])
 
 
-def linear_kick_drift_kick(
-    *,
-    length: Any,
-    num_steps: int,
-    kick: Kick,
-    p0c: Any,
-    mc2: Any,
-    x_offset: Any,
-    y_offset: Any,
-    tilt: Any,
-    like: Any,
-) -> tuple[Any, Any]:
-    """First-order map ``(R, c)`` of :func:`track_kick_drift_kick` about the zero orbit.
+# -- strengths order by order ---------------------------------------------------------------
 
-    The laboratory reference orbit (all coordinates zero) is tracked through the same
-    steps as the "bmad" body, and the Jacobian is carried along it step by step (chain
-    rule: frame rotation, kick Jacobians, exact-drift Jacobians), so ``R`` is the exact
-    Jacobian of the "bmad" map there and ``c`` its image of the zero orbit. ``kick``
-    holds strengths of shape ``(*batch)``. Returns ``R`` of shape ``(*batch, 6, 6)`` and
-    ``c`` of shape ``(*batch, 6)``.
+
+def _orders(value: Any, name: str, element: str) -> dict[str, Any]:
+    """Strengths ``knl`` / ``ksl`` as parameters named ``name[n]`` (order ``n``).
+
+    ``value`` is a tuple or list (entry ``n`` is order ``n``) or one array whose first
+    axis runs over the orders; anything else is refused (the entries themselves are
+    checked by :func:`~beamtrack.tracking.stepping.prepare`).
     """
-    xp = array_api_compat.array_namespace(like)
-    zero = 0.0 * (length + x_offset + y_offset + tilt + p0c + mc2)
-    step = length / num_steps
-    state = to_element_frame((zero,) * 6, x_offset, y_offset, tilt)
-    state = tuple(v + zero for v in state)
-    rot = rotation_matrix(tilt + zero)
-    m = rot
+    is_array = array_api_compat.is_array_api_obj(value)
+    if isinstance(value, (tuple, list)):
+        entries = list(value)
+    elif is_array and value.ndim > 0:
+        entries = [value[i, ...] for i in range(value.shape[0])]
+    else:
+        got = "a 0-d array" if is_array else f"{type(value).__name__} {value!r}"
+        raise ParameterError(
+            f"parameter {name!r} must be a sequence of strengths, one per order (e.g. "
+            "(0.0, 0.0, 1.2) for K2L = 1.2), or an array whose first axis runs over the "
+            f"orders; got {got}", element=element)
+    return {f"{name}[{n}]": v for n, v in enumerate(entries)}
 
-    def apply_kick(state: Six, m: Any, weight: float) -> tuple[Six, Any]:
-        entries = kick.jacobian(state, weight)
-        new = kick.apply(state, weight)
-        if entries:
-            m = xp.matmul(matrix6(entries, like), m)
-        return tuple(v + zero for v in new), m
 
-    state, m = apply_kick(state, m, 0.5 / num_steps)
-    for weight in _kick_weights(num_steps):
-        jac = matrix6(exact_drift_jacobian(state, step, p0c, mc2), like)
-        m = xp.matmul(jac, m)
-        state = _drift_value(state, step, p0c, mc2)
-        state, m = apply_kick(state, m, weight)
-    r = xp.matmul(xp.matrix_transpose(rot), m)
-    lab = from_element_frame(state, x_offset, y_offset, tilt)
-    return r, xp.stack(xp.broadcast_arrays(*lab), axis=-1)
+def _strengths(p: dict[str, Any], name: str, count: int) -> list[Any]:
+    return [p[f"{name}[{n}]"] for n in range(count)]
+
+
+def _thick_multipole(n_normal: int, n_skew: int) -> KickOf:
+    return lambda p: _multipole_kick(_strengths(p, "knl", n_normal),
+                                     _strengths(p, "ksl", n_skew))
+
+
+def _thin_multipole_body(n_normal: int, n_skew: int) -> Build:
+    """The thin multipole: one kick, its dipole terms a zero-length bend
+    (``dpx = K0L pz``, ``dpy = -K0SL pz``, ``dz = -K0L x + K0SL y``).
+
+    The frame change is part of the step, so a particle lost at the kick keeps its
+    incoming laboratory coordinates exactly.
+    """
+
+    def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+        knl, ksl = _strengths(p, "knl", n_normal), _strengths(p, "ksl", n_skew)
+        k0n, k0s = (knl or [None])[0], (ksl or [None])[0]
+        kick = _multipole_kick([None, *knl[1:]] if knl else [], [None, *ksl[1:]] if ksl else [])
+        offsets = (p["x_offset"], p["y_offset"], p["tilt"])
+
+        def step(six: Six) -> tuple[Six, Any]:
+            x, px, y, py, z, pz = kick(to_element_frame(six, *offsets), 1.0)
+            if k0n is not None:
+                px, z = px + k0n * pz, z - k0n * x
+            if k0s is not None:
+                py, z = py - k0s * pz, z + k0s * y
+            inside = (x, px, y, py, z, pz)
+            return from_element_frame(inside, *offsets), physical(inside)
+
+        return Body([step])
+
+    return build
 
 
 # -- elements --------------------------------------------------------------------------------
 
 
-def prepare_parameters(particles: Particles, element: str, method: str, num_steps: Any,
-                       **params: Any) -> tuple[int, dict[str, Any]]:
-    """Validate ``method`` and ``num_steps`` and convert every parameter to an array of
-    the particles' library (errors name ``element`` and the parameter)."""
-    check_method(method, element)
-    steps = check_num_steps(num_steps, element)
-    c = particles.coords
-    return steps, {k: _param(v, c, element, k) for k, v in params.items()}
-
-
-def track_thick_element(particles: Particles, method: str, num_steps: int,
-                        kick_of: Callable[[Callable[[Any], Any]], Kick],
-                        p: dict[str, Any]) -> Particles:
-    """Dispatch a kick-drift-kick element to the "bmad" body or its linear map.
-
-    ``kick_of(shape)`` builds the kick model with every strength passed through
-    ``shape`` (``per_particle`` for tracking, identity for the linear map).
-    """
-    if method == "linear":
-        r, const = linear_kick_drift_kick(
-            length=p["length"], num_steps=num_steps, kick=kick_of(lambda v: v),
-            p0c=particles.p0c, mc2=particles.mc2, x_offset=p["x_offset"],
-            y_offset=p["y_offset"], tilt=p["tilt"], like=particles.coords)
-        return apply_linear_map(particles, r, const, p["length"])
-    return track_kick_drift_kick(
-        particles, length=p["length"], num_steps=num_steps, kick=kick_of(per_particle),
-        x_offset=p["x_offset"], y_offset=p["y_offset"], tilt=p["tilt"])
-
-
-def track_sextupole(
-    particles: Particles,
-    *,
-    length: Any,
-    k2: Any,
-    num_steps: int = 1,
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    method: str = "bmad",
-) -> Particles:
+def track_sextupole(particles: Particles, *, length: Any, k2: Any, num_steps: int = 1,
+                    tilt: Any = 0.0, x_offset: Any = 0.0, y_offset: Any = 0.0,
+                    method: str = "bmad") -> Particles:
     """Track through a sextupole (Bmad ``sextupole``, "bmad_standard" tracking).
+
+    Its kick is quadratic in the position, so an aligned sextupole is a drift to first
+    order (chromatic correction at second order); off axis it feeds down.
 
     Parameters
     ----------
@@ -451,6 +253,7 @@ def track_sextupole(
         kick (Bmad's ``track_a_thick_multipole``). ``"linear"``: exact first-order map
         of the ``"bmad"`` map about the laboratory reference orbit (a drift for an
         aligned sextupole; offsets add the feed-down quadrupole terms and a constant).
+        ``"second_order"``: its second-order Taylor map there.
 
     Returns
     -------
@@ -458,33 +261,24 @@ def track_sextupole(
         Outgoing particles, ``s`` advanced by ``length``. Every parameter may have batch
         shape ``(*batch)``, broadcast against particles of shape ``(*batch, n)``.
     """
-    steps, p = prepare_parameters(particles, "sextupole", method, num_steps, length=length, k2=k2,
-                       tilt=tilt, x_offset=x_offset, y_offset=y_offset)
-    k2l = p["k2"] * p["length"]
-    return track_thick_element(
-        particles, method, steps,
-        lambda shape: MultipoleKick([None, None, shape(k2l)], []), p)
+    return track_kick_drift_kick(particles, "sextupole", method, num_steps, _normal(2, "k2"),
+                                 length=length, k2=k2, tilt=tilt, x_offset=x_offset,
+                                 y_offset=y_offset)
 
 
-def track_octupole(
-    particles: Particles,
-    *,
-    length: Any,
-    k3: Any,
-    num_steps: int = 1,
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    method: str = "bmad",
-) -> Particles:
+def track_octupole(particles: Particles, *, length: Any, k3: Any, num_steps: int = 1,
+                   tilt: Any = 0.0, x_offset: Any = 0.0, y_offset: Any = 0.0,
+                   method: str = "bmad") -> Particles:
     """Track through an octupole (Bmad ``octupole``, "bmad_standard" tracking).
+
+    Its kick is cubic in the position (an amplitude-dependent tune shift).
 
     Parameters
     ----------
     particles
         Incoming particles (any backend).
     length
-        Length [m].
+        Length [m] over which the kick ``K3 L`` is spread.
     k3
         Normalised strength ``K3 = (d^3 B_y/dx^3) / (B rho)`` [1/m^4]. The integrated
         kick is ``dpx = -K3 L (x^3 - 3 x y^2)/6``, ``dpy = K3 L (3 x^2 y - y^3)/6``.
@@ -495,41 +289,31 @@ def track_octupole(
     x_offset, y_offset
         Magnet offsets [m].
     method
-        ``"bmad"`` or ``"linear"``, as for :func:`track_sextupole`.
+        ``"bmad"``, ``"linear"`` or ``"second_order"``, as for :func:`track_sextupole`.
 
     Returns
     -------
     Particles
         Outgoing particles, ``s`` advanced by ``length``.
     """
-    steps, p = prepare_parameters(particles, "octupole", method, num_steps, length=length, k3=k3,
-                       tilt=tilt, x_offset=x_offset, y_offset=y_offset)
-    k3l = p["k3"] * p["length"]
-    return track_thick_element(
-        particles, method, steps,
-        lambda shape: MultipoleKick([None, None, None, shape(k3l)], []), p)
+    return track_kick_drift_kick(particles, "octupole", method, num_steps, _normal(3, "k3"),
+                                 length=length, k3=k3, tilt=tilt, x_offset=x_offset,
+                                 y_offset=y_offset)
 
 
-def track_thick_multipole(
-    particles: Particles,
-    *,
-    length: Any,
-    knl: Any = (),
-    ksl: Any = (),
-    num_steps: int = 1,
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    method: str = "bmad",
-) -> Particles:
+def track_thick_multipole(particles: Particles, *, length: Any, knl: Any = (), ksl: Any = (),
+                          num_steps: int = 1, tilt: Any = 0.0, x_offset: Any = 0.0,
+                          y_offset: Any = 0.0, method: str = "bmad") -> Particles:
     """Track through a straight thick multipole (Bmad ``thick_multipole``).
+
+    Any number of normal and skew orders in one kick-drift-kick body.
 
     Parameters
     ----------
     particles
         Incoming particles (any backend).
     length
-        Length [m].
+        Length [m] over which the integrated strengths are spread.
     knl, ksl
         Integrated normal and skew strengths ``K_nL``, ``K_nSL`` [m^-n] over the whole
         length, order by order (see the module docstring for the accepted forms). The
@@ -540,66 +324,30 @@ def track_thick_multipole(
     tilt
         Rotation about s [rad] of the whole magnet.
     x_offset, y_offset
-        Magnet offsets [m].
+        Magnet offsets [m] (each order feeds down to the lower ones).
     method
-        ``"bmad"`` or ``"linear"``, as for :func:`track_sextupole`.
+        ``"bmad"``, ``"linear"`` or ``"second_order"``, as for :func:`track_sextupole`.
 
     Returns
     -------
     Particles
-        Outgoing particles, ``s`` advanced by ``length``.
+        Outgoing particles, ``s`` advanced by ``length``. Parameters may have batch
+        shape ``(*batch)``; an array ``knl`` or ``ksl`` has it after its order axis.
     """
-    steps, p = prepare_parameters(particles, "thick_multipole", method, num_steps, length=length,
-                       tilt=tilt, x_offset=x_offset, y_offset=y_offset)
-    c = particles.coords
-    normal = as_orders(knl, c, "thick_multipole", "knl")
-    skew = as_orders(ksl, c, "thick_multipole", "ksl")
-    return track_thick_element(
-        particles, method, steps,
-        lambda shape: MultipoleKick([shape(k) for k in normal], [shape(k) for k in skew]), p)
+    element = "thick_multipole"
+    normal, skew = _orders(knl, "knl", element), _orders(ksl, "ksl", element)
+    return track_kick_drift_kick(particles, element, method, num_steps,
+                                 _thick_multipole(len(normal), len(skew)), length=length,
+                                 tilt=tilt, x_offset=x_offset, y_offset=y_offset, **normal,
+                                 **skew)
 
 
-def multipole_map(
-    knl: list[Any],
-    ksl: list[Any],
-    x_offset: Any,
-    y_offset: Any,
-    tilt: Any,
-    like: Any,
-) -> tuple[Any, Any]:
-    """First-order map ``(R, c)`` of the thin "bmad" multipole about the zero orbit.
-
-    Strengths are lists of arrays of shape ``(*batch)``. For an aligned multipole the
-    only first-order terms are the quadrupole ``K1L``, ``K1SL`` and the dispersive
-    terms of the zero-length bend (``R26 = K0L``, ``R51 = -K0L``, ``R46 = -K0SL``,
-    ``R53 = K0SL``); offsets add the feed-down of all orders.
-    """
-    xp = array_api_compat.array_namespace(like)
-    zero = 0.0 * (x_offset + y_offset + tilt)
-    for k in (*knl, *ksl):
-        zero = zero + 0.0 * k
-    kick = MultipoleKick(knl, ksl, bend=True)
-    state = tuple(v + zero for v in to_element_frame((zero,) * 6, x_offset, y_offset, tilt))
-    rot = rotation_matrix(tilt + zero)
-    body = matrix6(kick.jacobian(state, 1.0), like)
-    new = kick.apply(state, 1.0)
-    r = xp.matmul(xp.matrix_transpose(rot), xp.matmul(body, rot))
-    lab = from_element_frame(new, x_offset, y_offset, tilt)
-    lab = tuple(v + zero for v in lab)
-    return r, xp.stack(xp.broadcast_arrays(*lab), axis=-1)
-
-
-def track_multipole(
-    particles: Particles,
-    *,
-    knl: Any = (),
-    ksl: Any = (),
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    method: str = "bmad",
-) -> Particles:
+def track_multipole(particles: Particles, *, knl: Any = (), ksl: Any = (), tilt: Any = 0.0,
+                    x_offset: Any = 0.0, y_offset: Any = 0.0,
+                    method: str = "bmad") -> Particles:
     """Track through a thin multipole (Bmad ``multipole``, MAD-X ``MULTIPOLE``).
+
+    Zero length: one kick, ``s`` unchanged.
 
     Parameters
     ----------
@@ -619,6 +367,7 @@ def track_multipole(
     method
         ``"bmad"``: the thin kick. ``"linear"``: its exact first-order map about the
         laboratory reference orbit (feed-down of offsets included).
+        ``"second_order"``: its second-order Taylor map there.
 
     Returns
     -------
@@ -627,25 +376,9 @@ def track_multipole(
         transverse momentum reaches their total momentum after the kick are lost and
         keep their incoming coordinates.
     """
-    check_method(method, "multipole")
-    c = particles.coords
-    tilt = _param(tilt, c, "multipole", "tilt")
-    x_offset = _param(x_offset, c, "multipole", "x_offset")
-    y_offset = _param(y_offset, c, "multipole", "y_offset")
-    normal = as_orders(knl, c, "multipole", "knl")
-    skew = as_orders(ksl, c, "multipole", "ksl")
-    length = 0.0 * tilt
-    if method == "linear":
-        r, const = multipole_map(normal, skew, x_offset, y_offset, tilt, c)
-        return apply_linear_map(particles, r, const, length)
-    xp = particles.xp
-    kick = MultipoleKick([per_particle(k) for k in normal], [per_particle(k) for k in skew],
-                         bend=True)
-    offsets = (per_particle(x_offset), per_particle(y_offset), per_particle(tilt))
-    lab = particles.unpack()
-    entering = particles.alive & ~unphysical_momentum(lab[1], lab[3], lab[5])
-    body = to_element_frame(safe(xp, entering, lab), *offsets)
-    new = kick.apply(body, 1.0)
-    alive = entering & ~unphysical_momentum(new[1], new[3], new[5])
-    out = freeze(xp, alive, from_element_frame(new, *offsets), lab)
-    return assemble(particles, out, alive, length)
+    element = "multipole"
+    normal, skew = _orders(knl, "knl", element), _orders(ksl, "ksl", element)
+    p = prepare(particles, element, method, tilt=tilt, x_offset=x_offset, y_offset=y_offset,
+                **normal, **skew)
+    return track_element(particles, _thin_multipole_body(len(normal), len(skew)), p,
+                         length=0.0 * p["tilt"], method=method)

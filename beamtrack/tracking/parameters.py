@@ -62,3 +62,12 @@ def as_parameter(value: Any, like: Any, name: str, element: str | None = None) -
 def per_particle(param: Any) -> Any:
     """Append an axis so that a ``(*batch)`` parameter broadcasts over ``(*batch, n)``."""
     return param[..., None]
+
+
+def as_nonnegative_parameter(value: Any, like: Any, name: str,
+                             element: str | None = None) -> Any:
+    """:func:`as_parameter` for a parameter that must be ``>= 0`` (a negative Python
+    number is refused; arrays are not inspected, which would break ``jax.jit``)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value < 0:
+        raise ParameterError(f"parameter {name!r} must be >= 0, got {value!r}", element=element)
+    return as_parameter(value, like, name, element)

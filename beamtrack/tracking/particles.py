@@ -114,8 +114,33 @@ class Particles:
         object.__setattr__(self, "_alive", alive)
 
     @classmethod
-    def _from_fields(cls, coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any) -> Particles:
-        """Build without any conversion or check (pytree unflattening, tracking)."""
+    def from_fields(cls, coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any) -> Particles:
+        """A record from its stored fields, without any conversion or check.
+
+        For code that already holds valid fields of one library: tracking functions,
+        pytree unflattening, compiled tracking (``jax_scan``, ``torch_compile``). Values
+        may be JAX tracers or torch tensors that require grad.
+
+        Parameters
+        ----------
+        coords
+            Coordinates ``(*batch, 6, n)``: ``x`` [m], ``px``, ``y`` [m], ``py``,
+            ``z`` [m], ``pz``.
+        s
+            Longitudinal position of the reference particle [m], shape ``()`` or
+            ``(*batch)``, with the dtype of ``coords``.
+        p0c
+            Reference momentum times c [eV], like ``s``.
+        mc2
+            Rest energy of the species [eV], like ``s``.
+        alive
+            Boolean survival mask ``(*batch, n)``.
+
+        Returns
+        -------
+        Particles
+            The record holding exactly these arrays.
+        """
         ensure_registered()
         obj = object.__new__(cls)
         object.__setattr__(obj, "_coords", coords)
@@ -124,6 +149,9 @@ class Particles:
         object.__setattr__(obj, "_mc2", mc2)
         object.__setattr__(obj, "_alive", alive)
         return obj
+
+    #: The same as :meth:`from_fields` (older name used inside ``tracking/``).
+    _from_fields = from_fields
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Particles is immutable; use .replace(...) to get a modified copy")
@@ -315,7 +343,7 @@ class Particles:
         def move(a: Any, dt: Any) -> Any:
             return target.asarray(source.to_numpy(a), dtype=dt, device=device)
 
-        return Particles._from_fields(
+        return Particles.from_fields(
             move(self._coords, dtype),
             move(self._s, dtype),
             move(self._p0c, dtype),
@@ -360,7 +388,7 @@ def _flatten(p: Particles) -> tuple[tuple[Any, ...], None]:
 
 
 def _unflatten(aux: None, children: Sequence[Any]) -> Particles:
-    return Particles._from_fields(*children)
+    return Particles.from_fields(*children)
 
 
 register_pytree(Particles, _flatten, _unflatten)

@@ -200,6 +200,13 @@ def assemble(particles: Particles, coords: Six, alive: Any, length: Any,
 Build = Callable[[dict[str, Any], Any, Any], Body]
 
 
+def _build_on(particles: Particles, build: Build, params: dict[str, Any]) -> Body:
+    """``build`` on the parameters and the particles' reference as ``(*batch, 1)``
+    arrays broadcasting over particles."""
+    p = {k: per_particle(v) for k, v in params.items()}
+    return build(p, per_particle(particles.p0c), per_particle(particles.mc2))
+
+
 def track_body(particles: Particles, build: Build, params: dict[str, Any],
                length: Any) -> Particles:
     """Track ``particles`` through the ``"bmad"`` model ``build(p, p0c, mc2)``.
@@ -207,8 +214,7 @@ def track_body(particles: Particles, build: Build, params: dict[str, Any],
     ``params`` are arrays of shape ``(*batch)`` (see :func:`prepare`); ``build`` gets
     them and the reference as ``(*batch, 1)`` arrays broadcasting over particles.
     """
-    p = {k: per_particle(v) for k, v in params.items()}
-    body = build(p, per_particle(particles.p0c), per_particle(particles.mc2))
+    body = _build_on(particles, build, params)
     out, alive = run_body(particles.unpack(), particles.alive, body)
     p0c_out = None if body.p0c_out is None else body.p0c_out[..., 0]
     return assemble(particles, out, alive, length, p0c_out)
@@ -256,10 +262,13 @@ def taylor_map(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
 
 
 def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
-              p0c_out: Any = None) -> Particles:
+              p0c_out: Any = None, body: Body | None = None) -> Particles:
     """Apply the Taylor map ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2`` (``t`` may be
     ``None``) to the alive particles; lost ones keep their coordinates. A map never
-    loses particles. ``s`` advances by ``length`` [m]."""
+    loses particles, except all those of a batch entry that ``body`` (the element's
+    model on the particles' arrays) does not admit (:attr:`Body.admits`); particles
+    not mapped are re-expressed by :attr:`Body.outside` where ``body`` has one.
+    ``s`` advances by ``length`` [m]."""
     xp = particles.xp
     coords = particles.coords
     new = xp.matmul(r, coords) + c[..., None]
@@ -270,8 +279,12 @@ def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
         quad = xp.matmul(xp.reshape(t, t.shape[:-3] + (6, 36)),
                          xp.reshape(pairs, batch + (36, n)))
         new = new + 0.5 * quad
-    alive = particles.alive
-    new = xp.where(alive[..., None, :], new, coords)
+    alive, kept = particles.alive, coords
+    if body is not None and body.admits is not None:
+        alive = alive & body.admits
+    if body is not None and body.outside is not None:
+        kept = xp.stack(xp.broadcast_arrays(*body.outside(particles.unpack())), axis=-2)
+    new = xp.where(alive[..., None, :], new, kept)
     alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
     return Particles._from_fields(new, particles.s + length,
                                   particles.p0c if p0c_out is None else p0c_out,
@@ -299,13 +312,16 @@ def track_element(particles: Particles, build: Build, params: dict[str, Any], *,
     linear
         Optional closed form of the first-order map, ``() -> (R, c)``, used for
         ``"linear"`` instead of the series (kept only where speed needs it, and tested
-        against the series).
+        against the series); only for elements whose body has no ``admits``, ``outside``
+        or ``p0c_out``.
     """
     if method == "bmad":
         return track_body(particles, build, params, length)
     if method == "linear" and linear is not None:
+        # Closed forms serve elements that keep the reference and lose no particle
+        # (drift, quadrupole), so no body is needed for lost-particle bookkeeping.
         r, c = linear()
         return apply_map(particles, r, c, None, length)
     r, c, t, p0c_out = taylor_map(build, params, particles.p0c, particles.mc2,
                                   MAP_ORDER[method])
-    return apply_map(particles, r, c, t, length, p0c_out)
+    return apply_map(particles, r, c, t, length, p0c_out, _build_on(particles, build, params))

@@ -45,6 +45,8 @@ def _encode_value(value: Any) -> Any:
     if array_api_compat.is_array_api_obj(value):
         array = backend_of(value).to_numpy(value)
         return {"array": array.tolist(), "dtype": str(array.dtype)}
+    if isinstance(value, tuple):  # multipole orders, fixed tuples
+        return [_encode_value(v) for v in value]
     return value
 
 
@@ -53,11 +55,18 @@ def _decode_value(value: Any, where: str) -> Any:
         if set(value) != {"array", "dtype"}:
             raise LatticeFileError(f"{where}: an array value needs exactly 'array' and 'dtype'")
         return np.asarray(value["array"], dtype=value["dtype"])
+    if isinstance(value, list):
+        return [_decode_value(v, where) for v in value]
     return value
 
 
 def to_dict(item: Element | Beamline) -> dict[str, Any]:
-    """The JSON-ready dictionary of an element or beamline."""
+    """The JSON-ready dictionary of an element or beamline.
+
+    Every declared parameter of an element is written (arrays as
+    ``{"array": ..., "dtype": ...}``); an element holding a Python function (a
+    ``"callable"`` parameter) cannot be written.
+    """
     if isinstance(item, Beamline):
         return {
             "kind": "Beamline",
@@ -65,20 +74,24 @@ def to_dict(item: Element | Beamline) -> dict[str, Any]:
             "method": item.method,
             "elements": [to_dict(i) for i in item.items],
         }
-    if not all(isinstance(v, (str, int, float, tuple, list, type(None)))
-               or array_api_compat.is_array_api_obj(v) for v in item.parameters().values()):
+    declaration = item.declaration()
+    if any(spec.role == "callable" for spec in declaration.values()):
         raise LatticeFileError(
             f"{item.kind} {item.name!r}: holds a Python function, which a lattice file "
             "cannot store; rebuild this element in code after loading the rest")
     out: dict[str, Any] = {"kind": item.kind, "name": item.name}
     if item.method is not None:
         out["method"] = item.method
-    out.update({k: _encode_value(v) for k, v in item.parameters().items()})
+    out.update({key: _encode_value(getattr(item, key)) for key in declaration})
     return out
 
 
 def from_dict(data: dict[str, Any]) -> Element | Beamline:
-    """Inverse of :func:`to_dict`."""
+    """Inverse of :func:`to_dict`.
+
+    Parameters not declared by the element's kind raise
+    :class:`~beamtrack.lattice.errors.UnknownParameterError`.
+    """
     if not isinstance(data, dict):
         raise LatticeFileError(f"expected an element object, got {type(data).__name__}")
     data = dict(data)
