@@ -10,6 +10,7 @@ from beamtrack import backends
 from beamtrack.lattice import (
     Aperture,
     Beamline,
+    Collimator,
     CrabCavity,
     Custom,
     Deviation,
@@ -96,6 +97,7 @@ __all__ = [
     "track_quadrupole",
     # Element kinds
     "Aperture",
+    "Collimator",
     "CrabCavity",
     "Custom",
     "Drift",

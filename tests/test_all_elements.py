@@ -32,6 +32,7 @@ def kitchen_sink(with_lcavity: bool = True) -> bt.Beamline:
         bt.CrabCavity("crab", length=0.2, voltage=5e4, phi0=0.05, frequency=1.3e9),
         bt.Monitor("bpm"),
         bt.Aperture("ap", shape="elliptical", x_limit=5e-3, y_limit=5e-3),
+        bt.Collimator("col", length=0.3, shape="rectangular", x_limit=6e-3, y_limit=4e-3),
         bt.Screen("scr", resolution=(16, 12), pixel_size=(5e-4, 5e-4)),
     ]
     if with_lcavity:

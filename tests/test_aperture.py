@@ -12,6 +12,7 @@ from scipy.special import expit
 
 import beamtrack as bt
 from beamtrack.lattice.elements import Aperture
+from beamtrack.tracking import track_drift
 from beamtrack.tracking.aperture import (
     aperture_factor,
     aperture_weight,
@@ -307,3 +308,48 @@ def test_record_defaults_and_tracking():
         alive_np(track_aperture(p, shape="elliptical", x_limit=A, y_limit=B, tilt=0.1)))
     factor = ap.replace(smooth=1e-4).survival_factor(p)
     assert factor.shape == (100,) and 0 < factor.sum() < 100
+
+
+# -- Collimator: a drift whose opening is checked at its exit ---------------------------
+
+
+@pytest.mark.parametrize("method", ["bmad", "linear", "second_order"])
+def test_collimator_cuts_at_its_exit(xp, method):
+    """A particle inside the opening at the entrance but outside at the exit is lost
+    with its exit coordinates (Bmad's aperture_at = exit_end); the opening is offset,
+    so the test uses the collimator frame; every method cuts."""
+    # x at entrance, px: exits at x + L px (straight line, pz = 0 and tiny angles).
+    x0 = np.array([0.0, 0.7e-3, 0.5e-3, -1.1e-3, 0.0])
+    px0 = np.array([0.0, 0.0, 1.0e-3, 0.0, 0.0])
+    y0 = np.array([0.0, 0.0, 0.0, 0.0, 2.5e-3])
+    coords = np.zeros((5, 6))
+    coords[:, 0], coords[:, 1], coords[:, 2] = x0, px0, y0
+    p = make_particles(xp.name, coords)
+    col = bt.Collimator("col", length=1.0, shape="rectangular", x_limit=1e-3,
+                        y_limit=2e-3, x_offset=-2e-4)
+    out = col.track(p, method)
+    x_exit = x0 + 1.0 * px0
+    inside = (np.abs(x_exit + 2e-4) <= 1e-3) & (np.abs(y0) <= 2e-3)
+    np.testing.assert_array_equal(alive_np(out), inside)
+    assert list(inside) == [True, True, False, True, False]  # -1.1 mm: inside by offset
+    drift = track_drift(p, length=1.0, method=method)
+    np.testing.assert_allclose(to_np(out), to_np(drift), rtol=0, atol=1e-18)
+    assert float(xp.to_numpy(out.s)) == 1.0
+
+
+def test_collimator_elliptical_and_errors():
+    p = make_particles("numpy", random_beam(200, seed=4, scale=2e-3))
+    col = bt.Collimator("ec", length=0.5, shape="elliptical", x_limit=2e-3, y_limit=3e-3)
+    drifted = track_drift(p, length=0.5)
+    expected = alive_np(track_aperture(drifted, shape="elliptical", x_limit=2e-3,
+                                       y_limit=3e-3))
+    np.testing.assert_array_equal(alive_np(col.track(p)), expected)
+    assert 0 < expected.sum() < 200
+    with pytest.raises(bt.ParameterError, match=r"^Collimator 'c': parameter 'x_limit'"):
+        bt.Collimator("c", length=1.0, x_limit=-1.0)
+    with pytest.raises(bt.ParameterError, match="^collimator: parameter 'length'"):
+        bt.tracking.track_collimator(p, length="one")
+    backend_or_skip("torch")
+    with pytest.raises(bt.ParameterError, match="^Collimator 'c': parameter 'length'"):
+        bt.Collimator("c", length=np.asarray(1.0)).track(
+            make_particles("torch", random_beam(3, seed=0)))

@@ -20,6 +20,7 @@ WEIGHTS = np.random.default_rng(5).standard_normal((6, 4))
 
 GENERIC = {
     "Drift": dict(length=0.7),
+    "Collimator": dict(length=0.5, x_limit=0.05, y_limit=0.04, x_offset=1e-4, tilt=0.1),
     "Quadrupole": dict(length=0.3, k1=2.0, tilt=0.1, x_offset=1e-4, y_offset=-1e-4),
     "SBend": dict(length=0.5, angle=0.1, e1=0.02, e2=0.03, k1=0.3, fint=0.5, hgap=0.02,
                   ref_tilt=0.05, tilt=0.01, x_offset=1e-4),

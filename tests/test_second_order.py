@@ -25,6 +25,7 @@ MIS = dict(tilt=0.05, x_offset=2e-4, y_offset=-1e-4)
 #: (the map is about the laboratory orbit, so feed-down terms are exercised too).
 CASES = {
     "Drift": bt.Drift("d", length=0.7),
+    "Collimator": bt.Collimator("col", length=0.5, x_limit=0.05, y_limit=0.05, **MIS),
     "Quadrupole": bt.Quadrupole("q", length=0.3, k1=2.5, num_steps=2, **MIS),
     "SBend": bt.SBend("b", length=0.6, angle=0.1, e1=0.03, e2=0.02, fint=0.5, hgap=0.02,
                       ref_tilt=0.05, fringe_type="basic_bend", **MIS),

@@ -6,6 +6,7 @@ from beamtrack.lattice.custom import Custom
 from beamtrack.lattice.elements import (
     ELEMENT_KINDS,
     Aperture,
+    Collimator,
     CrabCavity,
     Drift,
     Element,
@@ -51,6 +52,7 @@ __all__ = [
     # Element kinds (named after Bmad's) and their registry
     "ELEMENT_KINDS",
     "Aperture",
+    "Collimator",
     "CrabCavity",
     "Custom",
     "Drift",

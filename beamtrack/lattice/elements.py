@@ -36,7 +36,12 @@ from beamtrack.backends.pytrees import ensure_registered, register_pytree
 from beamtrack.lattice.errors import UnknownParameterError
 from beamtrack.lattice.parameters import LENGTH, MISALIGNMENT, SLICING, Parameter, param
 from beamtrack.lattice.validation import check_value
-from beamtrack.tracking.aperture import APERTURE_SHAPES, aperture_factor, track_aperture
+from beamtrack.tracking.aperture import (
+    APERTURE_SHAPES,
+    aperture_factor,
+    track_aperture,
+    track_collimator,
+)
 from beamtrack.tracking.bend import (
     FRINGE_TYPES,
     UNSUPPORTED_FRINGE_TYPES,
@@ -594,6 +599,26 @@ class Aperture(Element):
     tracker = staticmethod(track_aperture)
     mergeable = False
     survival = staticmethod(aperture_factor)
+
+
+@element_kind(blocks=(MISALIGNMENT,))
+class Collimator(Element):
+    """Collimator (Bmad ``rcollimator`` and ``ecollimator``, MAD-X ``collimator``): a
+    field-free drift whose opening is checked at its exit, Bmad's default
+    ``aperture_at = exit_end`` (see :func:`~beamtrack.tracking.aperture.track_collimator`).
+    The cut applies under every tracking method."""
+
+    length: Any = LENGTH.field()
+    shape: str = param("rectangular", "", "Shape of the opening (rectangular: Bmad "
+                                          "rcollimator; elliptical: ecollimator).",
+                       choices=APERTURE_SHAPES)
+    x_limit: Any = param(0.0, "m", "Horizontal half-width of the opening; 0: no limit.",
+                         nonnegative=True)
+    y_limit: Any = param(0.0, "m", "Vertical half-width of the opening; 0: no limit.",
+                         nonnegative=True)
+
+    tracker = staticmethod(track_collimator)
+    mergeable = False
 
 
 @element_kind(blocks=(SLICING, MISALIGNMENT))

@@ -3,7 +3,7 @@
 Nothing here imports torch, jax or cupy; the library follows the particles' arrays.
 """
 
-from beamtrack.tracking.aperture import aperture_weight, track_aperture
+from beamtrack.tracking.aperture import aperture_weight, track_aperture, track_collimator
 from beamtrack.tracking.bend import FRINGE_TYPES, sbend_map, track_rbend, track_sbend
 from beamtrack.tracking.cavity import (
     crab_cavity_map,
@@ -71,6 +71,7 @@ __all__ = [
     "track_vkicker",
     "aperture_weight",
     "track_aperture",
+    "track_collimator",
     "monitor_reading",
     "screen_image",
     "COORDINATES",
