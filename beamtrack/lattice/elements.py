@@ -577,6 +577,16 @@ class Screen(Element):
     mergeable = False
 
 
+#: The opening of apertures and collimators (Bmad's limits in their symmetric form).
+_OPENING = {
+    "shape": Parameter("rectangular", "", "Shape of the opening (rectangular; elliptical).",
+                       role="choice", choices=APERTURE_SHAPES),
+    "x_limit": Parameter(0.0, "m", "Horizontal half-width (Bmad's symmetric x1_limit = "
+                                   "x2_limit); 0: no limit.", nonnegative=True),
+    "y_limit": Parameter(0.0, "m", "Vertical half-width; 0: no limit.", nonnegative=True),
+}
+
+
 @element_kind(blocks=(MISALIGNMENT,),
               order=("shape", "x_limit", "y_limit", "x_offset", "y_offset", "tilt", "smooth"))
 class Aperture(Element):
@@ -587,10 +597,9 @@ class Aperture(Element):
     :func:`~beamtrack.tracking.aperture.track_aperture` for the exact Bmad rules.
     """
 
-    shape: str = param("rectangular", "", "Shape of the opening.", choices=APERTURE_SHAPES)
-    x_limit: Any = param(0.0, "m", "Horizontal half-width (Bmad's symmetric x1_limit = "
-                                   "x2_limit); 0: no limit.", nonnegative=True)
-    y_limit: Any = param(0.0, "m", "Vertical half-width; 0: no limit.", nonnegative=True)
+    shape: str = _OPENING["shape"].field()
+    x_limit: Any = _OPENING["x_limit"].field()
+    y_limit: Any = _OPENING["y_limit"].field()
     smooth: Any = param(0.0, "m", "Softness length of the differentiable survival weight "
                                   "(aperture_factor, collected by Beamline.observe); 0 gives "
                                   "the hard 0/1 weight. It never changes the cut.",
@@ -609,13 +618,9 @@ class Collimator(Element):
     The cut applies under every tracking method."""
 
     length: Any = LENGTH.field()
-    shape: str = param("rectangular", "", "Shape of the opening (rectangular: Bmad "
-                                          "rcollimator; elliptical: ecollimator).",
-                       choices=APERTURE_SHAPES)
-    x_limit: Any = param(0.0, "m", "Horizontal half-width of the opening; 0: no limit.",
-                         nonnegative=True)
-    y_limit: Any = param(0.0, "m", "Vertical half-width of the opening; 0: no limit.",
-                         nonnegative=True)
+    shape: str = _OPENING["shape"].field()
+    x_limit: Any = _OPENING["x_limit"].field()
+    y_limit: Any = _OPENING["y_limit"].field()
 
     tracker = staticmethod(track_collimator)
     mergeable = False

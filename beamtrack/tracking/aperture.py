@@ -242,18 +242,8 @@ def track_aperture(
     return Particles._from_fields(coords, particles.s, particles.p0c, particles.mc2, alive)
 
 
-def track_collimator(
-    particles: Particles,
-    *,
-    length: Any,
-    shape: str = "rectangular",
-    x_limit: Any = 0.0,
-    y_limit: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    tilt: Any = 0.0,
-    method: str = "bmad",
-) -> Particles:
+def track_collimator(particles: Particles, *, length: Any, method: str = "bmad",
+                     **opening: Any) -> Particles:
     """Track through a collimator: a field-free drift whose aperture is checked at its
     exit (Bmad ``rcollimator`` / ``ecollimator`` with the default
     ``aperture_at = exit_end``; MAD-X ``collimator`` with ``apertype``).
@@ -264,16 +254,14 @@ def track_collimator(
         Incoming particles (any backend).
     length
         Length [m].
-    shape
-        ``"rectangular"`` (Bmad ``rcollimator``) or ``"elliptical"`` (``ecollimator``).
-    x_limit, y_limit
-        Half-widths [m] of the opening; zero means no limit in that plane (the rules of
-        :func:`track_aperture`).
-    x_offset, y_offset, tilt
-        Position [m] and rotation about s [rad] of the opening.
     method
         ``"bmad"`` (exact drift), ``"linear"`` or ``"second_order"`` (its Taylor maps);
         the exit cut is the same under every method.
+    **opening
+        The opening, as for :func:`track_aperture`: ``shape`` (``"rectangular"``, Bmad
+        ``rcollimator``, or ``"elliptical"``, ``ecollimator``), half-widths ``x_limit``,
+        ``y_limit`` [m] (zero: no limit in that plane), ``x_offset``, ``y_offset`` [m]
+        and ``tilt`` [rad].
 
     Returns
     -------
@@ -284,8 +272,6 @@ def track_collimator(
     check_method(method, "collimator")
     try:
         out = track_drift(particles, length=length, method=method)
-        return track_aperture(out, shape=shape, x_limit=x_limit, y_limit=y_limit,
-                              x_offset=x_offset, y_offset=y_offset, tilt=tilt,
-                              method=method)
+        return track_aperture(out, method=method, **opening)
     except ParameterError as exc:
         raise exc.for_element("collimator") from exc

@@ -14,6 +14,7 @@ references): docs/physics/bends.md.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any
 
@@ -621,32 +622,30 @@ def rbend_to_sbend(length: Any, angle: Any, e1: Any = 0.0, e2: Any = 0.0) -> tup
     return length / cos_sinc(half * half)[1], e1 + half, e2 + half
 
 
-def track_rbend(
-    particles: Particles,
-    *,
-    length: Any,
-    angle: Any,
-    e1: Any = 0.0,
-    e2: Any = 0.0,
-    k1: Any = 0.0,
-    fint: Any = 0.0,
-    hgap: Any = 0.0,
-    fint_exit: Any = None,
-    hgap_exit: Any = None,
-    fringe_type: str = "linear_edge",
-    tilt: Any = 0.0,
-    ref_tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    num_steps: int = 1,
-    method: str = "bmad",
-) -> Particles:
+def track_rbend(particles: Particles, **params: Any) -> Particles:
     """Track through a rectangular bend (Bmad ``rbend``), as its equivalent sbend.
 
-    Parameters are those of :func:`track_sbend` except: ``length`` is the **chord**
-    [m] (Bmad's and MAD's ``l`` of an rbend), and ``e1``, ``e2`` are measured from the
-    rectangular faces (``e1 = e2 = 0``: both faces perpendicular to the chord). The
-    sbend tracked has the arc length ``length / sinc(angle/2)`` and face angles
-    ``e1 + angle/2``, ``e2 + angle/2``; ``s`` advances by the arc length.
+    Parameters
+    ----------
+    particles
+        Incoming particles (any backend).
+    **params
+        The keyword parameters of :func:`track_sbend` (``length`` and ``angle``
+        required), except that ``length`` is the **chord** [m] (Bmad's and MAD's ``l``
+        of an rbend) and ``e1``, ``e2`` are measured from the rectangular faces
+        (``e1 = e2 = 0``: both faces perpendicular to the chord).
+
+    Returns
+    -------
+    Particles
+        Outgoing particles. The sbend tracked has the arc length
+        ``length / sinc(angle/2)`` and face angles ``e1 + angle/2``, ``e2 + angle/2``;
+        ``s`` advances by the arc length.
     """
-    return _track("rbend", **locals())
+    # The sbend's signature checks the keywords and supplies the defaults.
+    try:
+        arguments = inspect.signature(track_sbend).bind(particles, **params)
+    except TypeError as exc:
+        raise TypeError(f"track_rbend: {exc}") from None
+    arguments.apply_defaults()
+    return _track("rbend", **arguments.arguments)
