@@ -223,15 +223,23 @@ def track_body(particles: Particles, build: Build, params: dict[str, Any],
 def _zero_orbit(params: dict[str, Any], p0c: Any, mc2: Any,
                 order: int) -> tuple[Six, dict[str, Any], Any, Any]:
     """Seeded jets of the zero laboratory orbit (one particle per batch entry) and the
-    parameters and reference as constant jets, all of the common batch shape."""
+    parameters and reference, all of the common batch shape.
+
+    Parameters stay plain arrays where the library hands ``array op jet`` to the jet
+    (NumPy, torch, JAX): arithmetic with them then carries no derivative arrays, which
+    halves the cost of building a map. array-api-strict arrays do not defer, so there
+    they become constant jets (same values and derivatives, more arithmetic).
+    """
     values = [*params.values(), p0c, mc2]
     xp = array_api_compat.array_namespace(*values)
     zero = xp.zeros_like(xp.broadcast_arrays(*values)[0])
     col = zero[..., None]
     lab = jets.seed([col] * 6, order)
+    wrap = array_api_compat.is_array_api_strict_namespace(xp)
 
     def const(v: Any) -> Any:
-        return jets.constant(per_particle(v + zero), order)
+        v = per_particle(v + zero)
+        return jets.constant(v, order) if wrap else v
 
     return lab, {k: const(v) for k, v in params.items()}, const(p0c), const(mc2)
 
