@@ -29,16 +29,22 @@ apertures along a beamline into ``Observation.weight``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
+from beamtrack.tracking import frames
 from beamtrack.tracking.drift import track_drift
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import frame_positions
 from beamtrack.tracking.parameters import as_nonnegative_parameter, per_particle
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import check_method
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from beamtrack.tracking.frames import Misalignment
 
 #: Aperture shapes.
 APERTURE_SHAPES = ("rectangular", "elliptical")
@@ -115,9 +121,7 @@ def inside_aperture(
     shape: str = "rectangular",
     x_limit: Any = 0.0,
     y_limit: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    tilt: Any = 0.0,
+    **misalignment: Unpack[Misalignment],
 ) -> Any:
     """Boolean mask of the particles inside the aperture, shape ``(*batch, n)``.
 
@@ -128,7 +132,7 @@ def inside_aperture(
     c = particles.coords
     a = per_particle(as_nonnegative_parameter(x_limit, c, "x_limit"))
     b = per_particle(as_nonnegative_parameter(y_limit, c, "y_limit"))
-    u, v = frame_positions(particles, x_offset, y_offset, tilt)
+    u, v = frame_positions(particles, **frames.misalignment(misalignment, "aperture"))
     return _inside(particles.xp, shape, u, v, a, b)
 
 
@@ -138,10 +142,8 @@ def aperture_factor(
     shape: str = "rectangular",
     x_limit: Any = 0.0,
     y_limit: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    tilt: Any = 0.0,
     smooth: Any = 0.0,
+    **misalignment: Unpack[Misalignment],
 ) -> Any:
     """Differentiable survival factor in ``[0, 1]`` of each particle, ``(*batch, n)``.
 
@@ -165,7 +167,7 @@ def aperture_factor(
     a = per_particle(as_nonnegative_parameter(x_limit, c, "x_limit"))
     b = per_particle(as_nonnegative_parameter(y_limit, c, "y_limit"))
     w = per_particle(as_nonnegative_parameter(smooth, c, "smooth"))
-    u, v = frame_positions(particles, x_offset, y_offset, tilt)
+    u, v = frame_positions(particles, **frames.misalignment(misalignment, "aperture"))
     hard = xp.astype(_inside(xp, shape, u, v, a, b), c.dtype)
     soft = _soft(xp, shape, u, v, a, b, xp.where(w > 0.0, w, xp.ones_like(w)))
     return xp.where(w > 0.0, soft, hard)
@@ -199,11 +201,9 @@ def track_aperture(
     shape: str = "rectangular",
     x_limit: Any = 0.0,
     y_limit: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    tilt: Any = 0.0,
     smooth: Any = 0.0,
     method: str = "bmad",
+    **misalignment: Unpack[Misalignment],
 ) -> Particles:
     """Pass particles through a zero-length aperture; those outside are lost.
 
@@ -216,13 +216,14 @@ def track_aperture(
     x_limit, y_limit
         Half-widths [m] (Bmad's symmetric ``x1_limit = x2_limit``, ...); zero means no
         limit in that plane. Numbers or arrays of shape ``(*batch)``.
-    x_offset, y_offset, tilt
-        Position [m] and rotation about s [rad] of the aperture.
     smooth
         Softness length [m] of the differentiable weight of :func:`aperture_weight`.
         It does not change the cut: ``alive`` is boolean and the cut is always hard.
     method
         ``"bmad"``, ``"linear"`` or ``"second_order"``: all cut the same way.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the aperture
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default).
 
     Returns
     -------
@@ -233,7 +234,7 @@ def track_aperture(
     c = particles.coords
     as_nonnegative_parameter(smooth, c, "smooth")
     inside = inside_aperture(particles, shape=shape, x_limit=x_limit, y_limit=y_limit,
-                             x_offset=x_offset, y_offset=y_offset, tilt=tilt)
+                             **misalignment)
     xp = particles.xp
     alive = particles.alive & inside
     coords = c

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
-from beamtrack.tracking import jets
+from beamtrack.tracking import frames, jets
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import change_frame, from_element_frame, to_element_frame
 from beamtrack.tracking.kinematics import beta_ratio_minus_one, low_energy_z_correction
@@ -48,6 +48,11 @@ from beamtrack.tracking.stepping import (
     taylor_map,
     track_element,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from beamtrack.tracking.frames import Misalignment
 
 #: Edge models of bends (Bmad's ``fringe_type`` values; ``hard_edge`` is Bmad's
 #: ``hard_edge_only`` and ``soft_edge`` its ``soft_edge_only``).
@@ -446,19 +451,19 @@ def _bend_body(fringe_type: str, num_steps: int, kind: str, misaligned: bool) ->
         exit_ = _edge_coefficients(fringe_type, g, k1, p["e2"], p["fint_exit"], p["hgap_exit"],
                                    False)
         tilt, zero = p["ref_tilt"], 0.0 * p["ref_tilt"]
-        frames: list[list[Step]] = [[], []]
+        frame_steps: list[list[Step]] = [[], []]
         if misaligned:
             f = _misalignment_frames(p["angle"], p["length"], tilt, p["tilt"], p["x_offset"],
                                      p["y_offset"])
-            frames = [[_frame_step(f["rot_in"], f["origin_in"])],
-                      [_frame_step(f["rot_out"], f["origin_out"])]]
+            frame_steps = [[_frame_step(f["rot_in"], f["origin_in"])],
+                           [_frame_step(f["rot_out"], f["origin_out"])]]
         return Body([
             Everyone(lambda six: to_element_frame(six, zero, zero, tilt)),
-            *frames[0],
+            *frame_steps[0],
             *_edge_steps(fringe_type, entrance, True),
             *[_slice(c, kind, p0c, mc2)] * num_steps,
             *_edge_steps(fringe_type, exit_, False),
-            *frames[1],
+            *frame_steps[1],
             Everyone(lambda six: from_element_frame(six, zero, zero, tilt)),
         ])
 
@@ -469,11 +474,14 @@ def _model(element: str, method: str, arguments: dict[str, Any]) -> tuple[Build,
     """Validate a bend's static parameters (``fringe_type``, ``num_steps``, Python-number
     geometry); give its model and its other parameters, exit defaults filled in.
 
-    ``arguments`` are the keyword arguments of :func:`track_sbend` but ``method``. The
-    Taylor maps (``method`` other than ``"bmad"``) use one body slice: slices compose
-    exactly and a map loses nobody, so more would only cost time.
+    ``arguments`` are the keyword arguments of :func:`track_sbend` but ``method``, the
+    misalignment keywords as the mapping ``misalignment`` (checked by
+    :func:`~beamtrack.tracking.frames.misalignment`). The Taylor maps (``method`` other
+    than ``"bmad"``) use one body slice: slices compose exactly and a map loses nobody,
+    so more would only cost time.
     """
     values = dict(arguments)
+    values.update(frames.misalignment(values.pop("misalignment"), element))
     num_steps = check_num_steps(values.pop("num_steps", 1), element)
     fringe_type = check_fringe_type(values.pop("fringe_type"), element)
     check_bend_geometry(values["length"], values["angle"], element)
@@ -513,9 +521,7 @@ def sbend_map(
     hgap_exit: Any = None,
     fringe_type: str = "linear_edge",
     ref_tilt: Any = 0.0,
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
+    **misalignment: Unpack[Misalignment],
 ) -> tuple[Any, Any]:
     """First-order map ``(R, c)`` of the "bmad" sector bend about the reference orbit.
 
@@ -550,12 +556,10 @@ def track_sbend(
     fint_exit: Any = None,
     hgap_exit: Any = None,
     fringe_type: str = "linear_edge",
-    tilt: Any = 0.0,
     ref_tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
     num_steps: int = 1,
     method: str = "bmad",
+    **misalignment: Unpack[Misalignment],
 ) -> Particles:
     """Track through a sector bend (Bmad ``sbend``, "bmad_standard").
 
@@ -586,15 +590,10 @@ def track_sbend(
         focusing), ``"hard_edge"``, ``"soft_edge"``, ``"basic_bend"`` (Bmad's default),
         ``"sad_full"``; see docs/physics/bends.md. ``"full"`` raises
         ``NotImplementedError``.
-    tilt
-        Roll of the magnet about its chord [rad], a misalignment that leaves the
-        reference orbit in place (Bmad's ``roll``; Bmad bends have no ``tilt``).
     ref_tilt
         Rotation of the bend together with its reference orbit about the entrance
         ``s`` axis [rad] (Bmad's ``ref_tilt``, MAD's ``tilt`` of bends): ``pi/2`` with
         a positive angle bends downwards (towards ``-y``).
-    x_offset, y_offset
-        Offsets of the magnet [m] in the frame at the middle of the arc (Bmad).
     num_steps
         Number of body slices (the slice maps are exact compositions, so slicing only
         matters for loss checks).
@@ -602,6 +601,12 @@ def track_sbend(
         ``"bmad"`` (Bmad's "bmad_standard" model), ``"linear"`` (its first-order map
         about the reference orbit, :func:`sbend_map`) or ``"second_order"`` (its
         second-order Taylor map).
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the magnet
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default). ``tilt`` is
+        the roll of the magnet about its chord, a misalignment that leaves the
+        reference orbit in place (Bmad's ``roll``; Bmad bends have no ``tilt``); the
+        offsets are in the frame at the middle of the arc (Bmad).
 
     Returns
     -------
@@ -642,7 +647,8 @@ def track_rbend(particles: Particles, **params: Any) -> Particles:
         ``length / sinc(angle/2)`` and face angles ``e1 + angle/2``, ``e2 + angle/2``;
         ``s`` advances by the arc length.
     """
-    # The sbend's signature checks the keywords and supplies the defaults.
+    # The sbend's signature checks the named keywords and supplies the defaults; the
+    # others land in its **misalignment, which _model checks.
     try:
         arguments = inspect.signature(track_sbend).bind(particles, **params)
     except TypeError as exc:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
+from beamtrack.tracking import frames
 from beamtrack.tracking.drift import drift_step
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.particles import Particles
@@ -37,6 +38,11 @@ from beamtrack.tracking.stepping import (
     taylor_map,
     track_element,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from beamtrack.tracking.frames import Misalignment
 
 #: Speed of light [m/s].
 C_LIGHT = 299792458.0
@@ -139,13 +145,15 @@ def _check_cavity_type(cavity_type: Any) -> bool:
 
 
 def _track(particles: Particles, element: str, body: Callable[[int], Build], method: str,
-           num_steps: Any, **params: Any) -> Particles:
+           num_steps: Any, misalignment: Mapping[str, Any], **params: Any) -> Particles:
     """What the three trackers share: validate (method, ``num_steps``, the model's own
-    options in ``body(num_steps)``, frequency, then the parameters) and track."""
+    options in ``body(num_steps)``, the misalignment keywords, frequency, then the
+    parameters) and track."""
     check_method(method, element)
     build = body(check_num_steps(num_steps, element))
+    offsets = frames.misalignment(misalignment, element)
     _check_frequency(element, params["frequency"], params["voltage"])
-    p = prepare(particles, element, method, **params)
+    p = prepare(particles, element, method, **params, **offsets)
     return track_element(particles, build, p, length=p["length"], method=method)
 
 
@@ -212,10 +220,8 @@ def track_rfcavity(
     phi0: Any = 0.0,
     frequency: Any,
     num_steps: int = 1,
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
     method: str = "bmad",
+    **misalignment: Unpack[Misalignment],
 ) -> Particles:
     """Track through an RF cavity that does not change the reference energy (Bmad
     ``rfcavity``, "bmad_standard" tracking).
@@ -239,22 +245,23 @@ def track_rfcavity(
     num_steps
         Number of drifts; ``num_steps + 1`` energy kicks, half kicks at the ends (Bmad's
         ``n_slice``).
-    tilt, x_offset, y_offset
-        Misalignments [rad, m]. The model (pure energy kicks and drifts) is axially
-        symmetric, so they change nothing but rounding; kept for a uniform interface.
     method
         ``"bmad"``: Bmad's kick-drift-kick model. ``"linear"``: its first-order Taylor
         map about the laboratory reference orbit (:func:`rfcavity_map`).
         ``"second_order"``: its second-order Taylor map.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the cavity
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default). The model
+        (pure energy kicks and drifts) is axially symmetric, so they change nothing but
+        rounding; kept for a uniform interface.
 
     Returns
     -------
     Particles
         Outgoing particles (same reference momentum), ``s`` advanced by ``length``.
     """
-    return _track(particles, "rfcavity", _rf_body, method, num_steps, length=length,
-                  voltage=voltage, phi0=phi0, frequency=frequency, tilt=tilt,
-                  x_offset=x_offset, y_offset=y_offset)
+    return _track(particles, "rfcavity", _rf_body, method, num_steps, misalignment,
+                  length=length, voltage=voltage, phi0=phi0, frequency=frequency)
 
 
 # -- crab cavity --------------------------------------------------------------------------
@@ -307,10 +314,8 @@ def track_crab_cavity(
     phi0: Any = 0.0,
     frequency: Any,
     num_steps: int = 1,
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
     method: str = "bmad",
+    **misalignment: Unpack[Misalignment],
 ) -> Particles:
     """Track through a transverse deflecting (crab) cavity (Bmad ``crab_cavity``,
     "bmad_standard" tracking).
@@ -332,23 +337,23 @@ def track_crab_cavity(
         RF frequency [Hz].
     num_steps
         Number of thin kicks (Bmad's ``n_slice``), at the slice centres.
-    tilt
-        Rotation about s [rad]: ``pi/2`` deflects in y.
-    x_offset, y_offset
-        Cavity offsets [m] (the energy kick grows with x in the cavity frame).
     method
         ``"bmad"``, ``"linear"`` (first-order Taylor map of the "bmad" map about the
         laboratory reference orbit, :func:`crab_cavity_map`) or ``"second_order"``
         (its second-order Taylor map).
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the cavity
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default).
+        ``tilt = pi/2`` deflects in y; offsets matter because the energy kick grows
+        with x in the cavity frame.
 
     Returns
     -------
     Particles
         Outgoing particles (same reference momentum), ``s`` advanced by ``length``.
     """
-    return _track(particles, "crab_cavity", _crab_body, method, num_steps, length=length,
-                  voltage=voltage, phi0=phi0, frequency=frequency, tilt=tilt,
-                  x_offset=x_offset, y_offset=y_offset)
+    return _track(particles, "crab_cavity", _crab_body, method, num_steps, misalignment,
+                  length=length, voltage=voltage, phi0=phi0, frequency=frequency)
 
 
 # -- lcavity ----------------------------------------------------------------------------------
@@ -496,11 +501,9 @@ def track_lcavity(
     phi0: Any = 0.0,
     frequency: Any,
     num_steps: int = 1,
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
     cavity_type: str = "standing_wave",
     method: str = "bmad",
+    **misalignment: Unpack[Misalignment],
 ) -> Particles:
     """Track through an accelerating cavity (Bmad ``lcavity``, "bmad_standard"
     stair-step tracking of a standing-wave cavity); the reference momentum changes.
@@ -523,9 +526,6 @@ def track_lcavity(
     num_steps
         Number of RF steps (Bmad's ``n_rf_steps``): ``num_steps + 1`` energy kicks
         (half at the ends) with drifts of ``length/num_steps`` between them.
-    tilt, x_offset, y_offset
-        Misalignments [rad, m]; offsets matter through the fringe and ponderomotive
-        focusing, the axially symmetric model ignores the tilt.
     cavity_type
         ``"standing_wave"`` (Bmad's default) or ``"traveling_wave"``: a traveling wave
         co-moving with the particle has no ponderomotive focusing (Bmad drops those
@@ -535,6 +535,11 @@ def track_lcavity(
         ``"linear"``: first-order Taylor map of the "bmad" map about the laboratory
         reference orbit, in the exit reference's coordinates (:func:`lcavity_map`).
         ``"second_order"``: its second-order Taylor map.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the cavity
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default). Offsets
+        matter through the fringe and ponderomotive focusing; the axially symmetric
+        model ignores the tilt.
 
     Returns
     -------
@@ -555,5 +560,5 @@ def track_lcavity(
     scales ``px, py, 1+pz`` by ``P_old/P_new``).
     """
     return _track(particles, "lcavity", lambda n: _lcavity_body(n, cavity_type), method,
-                  num_steps, length=length, voltage=voltage, phi0=phi0, frequency=frequency,
-                  tilt=tilt, x_offset=x_offset, y_offset=y_offset)
+                  num_steps, misalignment, length=length, voltage=voltage, phi0=phi0,
+                  frequency=frequency)

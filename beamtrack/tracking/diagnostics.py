@@ -19,16 +19,22 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 import numpy as np
 
 from beamtrack.backends import backend_of
+from beamtrack.tracking import frames
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import frame_positions
 from beamtrack.tracking.parameters import as_nonnegative_parameter, per_particle
 from beamtrack.tracking.particles import Particles
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from beamtrack.tracking.frames import Misalignment
 
 #: How a screen deposits particles on its pixels.
 SCREEN_DEPOSITS = ("histogram", "cic", "kde")
@@ -106,11 +112,9 @@ def check_seed(seed: Any, element: str = "monitor") -> int:
 def monitor_reading(
     particles: Particles,
     *,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    tilt: Any = 0.0,
     resolution: Any = 0.0,
     seed: int = 0,
+    **misalignment: Unpack[Misalignment],
 ) -> Any:
     """Reading of a beam position monitor: the centroid ``(x, y)`` of the alive particles.
 
@@ -118,9 +122,6 @@ def monitor_reading(
     ----------
     particles
         Particles at the monitor (any backend).
-    x_offset, y_offset, tilt
-        Position [m] and rotation about s [rad] of the monitor; the reading is in its
-        frame: ``(x - x_offset, y - y_offset)`` rotated by ``-tilt``.
     resolution
         RMS of the Gaussian measurement noise [m], added to each plane; a number or an
         array of shape ``(*batch)``. Zero (the default) adds nothing.
@@ -129,6 +130,10 @@ def monitor_reading(
         :meth:`Backend.normal <beamtrack.backends.base.Backend.normal>` (NumPy's PCG64,
         moved to the particles' backend): a seed gives the same reading on every
         backend and in every call.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the monitor
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default); the reading
+        is in its frame: ``(x - x_offset, y - y_offset)`` rotated by ``-tilt``.
 
     Returns
     -------
@@ -141,7 +146,7 @@ def monitor_reading(
     c = particles.coords
     xp = particles.xp
     res = as_nonnegative_parameter(resolution, c, "resolution")
-    u, v = frame_positions(particles, x_offset, y_offset, tilt)
+    u, v = frame_positions(particles, **frames.misalignment(misalignment, "monitor"))
     w = xp.astype(particles.alive, c.dtype)
     u, v, w = xp.broadcast_arrays(u, v, w)
     total = xp.sum(w, axis=-1)
@@ -227,11 +232,9 @@ def screen_image(
     *,
     resolution: tuple[int, int] = (100, 100),
     pixel_size: tuple[float, float] = (1.0e-4, 1.0e-4),
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
-    tilt: Any = 0.0,
     deposit: str = "histogram",
     bandwidth: Any = 0.0,
+    **misalignment: Unpack[Misalignment],
 ) -> Any:
     """Image of the alive particles' transverse positions on a screen.
 
@@ -245,9 +248,6 @@ def screen_image(
     pixel_size
         ``(dx, dy)``: pixel width and height [m]. The grid is centred on the screen
         (see :func:`screen_grid`).
-    x_offset, y_offset, tilt
-        Position [m] and rotation about s [rad] of the screen; the image is in its
-        frame.
     deposit
         ``"histogram"``: counts of particles per pixel (no gradient; a particle on the
         upper edge of the grid counts in the last pixel, as in ``numpy.histogram2d``).
@@ -260,6 +260,10 @@ def screen_image(
     bandwidth
         Standard deviation of the ``"kde"`` kernel [m], the same in x and y; zero (the
         default) uses the pixel size of each plane. Number or array of shape ``(*batch)``.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the screen
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default); the image is
+        in its frame.
 
     Returns
     -------
@@ -278,7 +282,7 @@ def screen_image(
     c = particles.coords
     xp = particles.xp
     bw = as_nonnegative_parameter(bandwidth, c, "bandwidth")
-    u, v = frame_positions(particles, x_offset, y_offset, tilt)
+    u, v = frame_positions(particles, **frames.misalignment(misalignment, "screen"))
     w = xp.astype(particles.alive, c.dtype)
     u, v, w = xp.broadcast_arrays(u, v, w)
     batch = tuple(u.shape[:-1])

@@ -5,16 +5,73 @@ coordinates are translated by ``(-x_offset, -y_offset)`` and then rotated by
 ``-tilt`` about the s axis into the element frame; at the exit the inverse is applied.
 A positive ``tilt`` rotates the element counter-clockwise seen along +s: a normal
 quadrupole with ``tilt = pi/4`` is a skew quadrupole.
+
+The misalignment keywords themselves are declared once, by :class:`Misalignment`:
+tracking functions take them as ``**misalignment: Unpack[Misalignment]`` and read them
+with :func:`misalignment`, which refuses any other keyword.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import array_api_compat
 
 #: The six coordinates ``(x, px, y, py, z, pz)`` as a tuple of arrays.
 Six = tuple[Any, Any, Any, Any, Any, Any]
+
+
+class Misalignment(TypedDict, total=False):
+    """The misalignment keywords of a tracking function, each 0 by default.
+
+    ``tilt`` [rad] is a rotation of the element about s, counter-clockwise seen along
+    +s; ``x_offset`` and ``y_offset`` [m] are the offsets of the element. Each is a
+    Python number or an array of the particles' library (batch shape ``(*batch)``).
+    Tracking functions declare them as ``**misalignment: Unpack[Misalignment]`` and
+    read them with :func:`misalignment`.
+    """
+
+    tilt: Any
+    """Rotation about s [rad], counter-clockwise seen along +s."""
+    x_offset: Any
+    """Horizontal offset of the element [m]."""
+    y_offset: Any
+    """Vertical offset of the element [m]."""
+
+
+#: Names of the misalignment keywords, in the order of :class:`Misalignment`.
+MISALIGNMENT_KEYS: tuple[str, ...] = tuple(Misalignment.__annotations__)
+
+
+def misalignment(given: Mapping[str, Any], element: str) -> dict[str, Any]:
+    """The misalignment keywords ``given`` to a tracking function, defaults filled in.
+
+    Parameters
+    ----------
+    given
+        The keywords collected by ``**misalignment`` (see :class:`Misalignment`).
+    element
+        Label of the element or tracking function, for the error message.
+
+    Returns
+    -------
+    dict
+        ``{"tilt": ..., "x_offset": ..., "y_offset": ...}``, 0.0 for those not given.
+
+    Raises
+    ------
+    TypeError
+        If ``given`` has any other key: a misspelled keyword is never ignored.
+    """
+    unknown = [key for key in given if key not in MISALIGNMENT_KEYS]
+    if unknown:
+        raise TypeError(
+            f"{element}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"valid ones (besides the named parameters): "
+            f"{', '.join(map(repr, MISALIGNMENT_KEYS))}"
+        )
+    return {key: given.get(key, 0.0) for key in MISALIGNMENT_KEYS}
 
 
 def _rotate(six: Six, angle: Any) -> Six:

@@ -9,11 +9,16 @@ thin kick. Physics: docs/physics/multipoles.md (section "Correctors").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beamtrack.tracking.multipole import Kick, KickOf, track_kick_drift_kick
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import Six
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from beamtrack.tracking.frames import Misalignment
 
 
 def _uniform(h_name: str | None, v_name: str | None) -> KickOf:
@@ -35,8 +40,8 @@ def _uniform(h_name: str | None, v_name: str | None) -> KickOf:
 
 
 def track_hkicker(particles: Particles, *, length: Any = 0.0, kick: Any = 0.0,
-                  num_steps: int = 1, tilt: Any = 0.0, x_offset: Any = 0.0,
-                  y_offset: Any = 0.0, method: str = "bmad") -> Particles:
+                  num_steps: int = 1, method: str = "bmad",
+                  **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through a horizontal corrector (Bmad ``hkicker``).
 
     A uniform kick: every particle gets the same change of ``px``, wherever it is.
@@ -52,15 +57,16 @@ def track_hkicker(particles: Particles, *, length: Any = 0.0, kick: Any = 0.0,
         particle, not divided by ``1 + pz``); positive steers towards +x.
     num_steps
         Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad] of the kick direction (``pi/2`` kicks towards +y).
-    x_offset, y_offset
-        Offsets [m] (no effect on a uniform kick).
     method
         ``"bmad"``: kick/2, exact drift, kick/2 per slice (Bmad's
         ``track_a_thick_multipole``). ``"linear"``: its exact first-order map about the
         laboratory reference orbit (the constant vector is the kicked orbit).
         ``"second_order"``: its second-order Taylor map there.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the corrector
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default). ``tilt``
+        rotates the kick direction (``pi/2`` kicks towards +y); offsets have no effect
+        on a uniform kick.
 
     Returns
     -------
@@ -69,26 +75,24 @@ def track_hkicker(particles: Particles, *, length: Any = 0.0, kick: Any = 0.0,
         shape ``(*batch)``.
     """
     return track_kick_drift_kick(particles, "hkicker", method, num_steps, _uniform("kick", None),
-                                 length=length, kick=kick, tilt=tilt, x_offset=x_offset,
-                                 y_offset=y_offset)
+                                 misalignment, length=length, kick=kick)
 
 
 def track_vkicker(particles: Particles, *, length: Any = 0.0, kick: Any = 0.0,
-                  num_steps: int = 1, tilt: Any = 0.0, x_offset: Any = 0.0,
-                  y_offset: Any = 0.0, method: str = "bmad") -> Particles:
+                  num_steps: int = 1, method: str = "bmad",
+                  **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through a vertical corrector (Bmad ``vkicker``): ``py`` changes by ``kick``.
 
     Parameters are those of :func:`track_hkicker`, with ``kick`` the change of
     ``py = P_y/P0`` (positive steers towards +y).
     """
     return track_kick_drift_kick(particles, "vkicker", method, num_steps, _uniform(None, "kick"),
-                                 length=length, kick=kick, tilt=tilt, x_offset=x_offset,
-                                 y_offset=y_offset)
+                                 misalignment, length=length, kick=kick)
 
 
 def track_kicker(particles: Particles, *, length: Any = 0.0, hkick: Any = 0.0,
-                 vkick: Any = 0.0, num_steps: int = 1, tilt: Any = 0.0, x_offset: Any = 0.0,
-                 y_offset: Any = 0.0, method: str = "bmad") -> Particles:
+                 vkick: Any = 0.0, num_steps: int = 1, method: str = "bmad",
+                 **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through a combined horizontal and vertical corrector (Bmad ``kicker``).
 
     Parameters
@@ -98,8 +102,12 @@ def track_kicker(particles: Particles, *, length: Any = 0.0, hkick: Any = 0.0,
     hkick, vkick
         Integrated kicks: changes of ``px`` and ``py`` over the element (not divided by
         ``1 + pz``).
-    length, num_steps, tilt, x_offset, y_offset, method
+    length, num_steps, method
         As for :func:`track_hkicker` (``length`` [m]; zero gives a thin kick).
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the corrector
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default), as for
+        :func:`track_hkicker`.
 
     Returns
     -------
@@ -107,5 +115,5 @@ def track_kicker(particles: Particles, *, length: Any = 0.0, hkick: Any = 0.0,
         Outgoing particles, ``s`` advanced by ``length``.
     """
     return track_kick_drift_kick(particles, "kicker", method, num_steps,
-                                 _uniform("hkick", "vkick"), length=length, hkick=hkick,
-                                 vkick=vkick, tilt=tilt, x_offset=x_offset, y_offset=y_offset)
+                                 _uniform("hkick", "vkick"), misalignment, length=length,
+                                 hkick=hkick, vkick=vkick)

@@ -22,11 +22,12 @@ the body splitting, the correctors; Bmad manual references).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
+from beamtrack.tracking import frames
 from beamtrack.tracking.drift import exact_drift
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import from_element_frame, to_element_frame
@@ -42,6 +43,11 @@ from beamtrack.tracking.stepping import (
     prepare,
     track_element,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from beamtrack.tracking.frames import Misalignment
 
 #: A kick ``(six, weight) -> six``; ``weight`` is the fraction of the integrated strength.
 Kick = Callable[[Six, float], Six]
@@ -141,15 +147,19 @@ def kick_drift_kick_body(num_steps: int, kick_of: KickOf) -> Build:
 
 
 def track_kick_drift_kick(particles: Particles, element: str, method: str, num_steps: Any,
-                          kick_of: KickOf, **params: Any) -> Particles:
+                          kick_of: KickOf, misalignment: Mapping[str, Any],
+                          **params: Any) -> Particles:
     """Track through a kick-drift-kick element (:func:`kick_drift_kick_body`).
 
-    ``element`` labels errors; ``params`` are the element's parameters (``length``,
-    ``tilt``, ``x_offset``, ``y_offset`` and those ``kick_of`` reads), validated and
-    converted by :func:`~beamtrack.tracking.stepping.prepare`.
+    ``element`` labels errors; ``misalignment`` holds the misalignment keywords given
+    to the tracking function (checked by :func:`~beamtrack.tracking.frames.misalignment`)
+    and ``params`` the element's other parameters (``length`` and those ``kick_of``
+    reads); all are validated and converted by
+    :func:`~beamtrack.tracking.stepping.prepare`.
     """
     num_steps = check_num_steps(num_steps, element)
-    p = prepare(particles, element, method, **params)
+    p = prepare(particles, element, method, **params,
+                **frames.misalignment(misalignment, element))
     return track_element(particles, kick_drift_kick_body(num_steps, kick_of), p,
                          length=p["length"], method=method)
 
@@ -224,8 +234,7 @@ def _thin_multipole_body(n_normal: int, n_skew: int) -> Build:
 
 
 def track_sextupole(particles: Particles, *, length: Any, k2: Any, num_steps: int = 1,
-                    tilt: Any = 0.0, x_offset: Any = 0.0, y_offset: Any = 0.0,
-                    method: str = "bmad") -> Particles:
+                    method: str = "bmad", **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through a sextupole (Bmad ``sextupole``, "bmad_standard" tracking).
 
     Its kick is quadratic in the position, so an aligned sextupole is a drift to first
@@ -243,17 +252,18 @@ def track_sextupole(particles: Particles, *, length: Any, k2: Any, num_steps: in
         ``1 + pz``). Any sign, and zero.
     num_steps
         Number of kick-drift-kick slices; the body converges as ``1/num_steps^2``.
-    tilt
-        Rotation about s [rad]; ``pi/6`` gives a skew sextupole with ``K2SL = -K2 L``.
-    x_offset, y_offset
-        Magnet offsets [m] (feed-down: an offset sextupole acts as a quadrupole plus a
-        dipole kick on the reference orbit).
     method
         ``"bmad"``: half kick, ``num_steps`` x (exact drift, kick), last kick a half
         kick (Bmad's ``track_a_thick_multipole``). ``"linear"``: exact first-order map
         of the ``"bmad"`` map about the laboratory reference orbit (a drift for an
         aligned sextupole; offsets add the feed-down quadrupole terms and a constant).
         ``"second_order"``: its second-order Taylor map there.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the magnet
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default).
+        ``tilt = pi/6`` gives a skew sextupole with ``K2SL = -K2 L``; offsets feed down
+        (an offset sextupole acts as a quadrupole plus a dipole kick on the reference
+        orbit).
 
     Returns
     -------
@@ -262,13 +272,11 @@ def track_sextupole(particles: Particles, *, length: Any, k2: Any, num_steps: in
         shape ``(*batch)``, broadcast against particles of shape ``(*batch, n)``.
     """
     return track_kick_drift_kick(particles, "sextupole", method, num_steps, _normal(2, "k2"),
-                                 length=length, k2=k2, tilt=tilt, x_offset=x_offset,
-                                 y_offset=y_offset)
+                                 misalignment, length=length, k2=k2)
 
 
 def track_octupole(particles: Particles, *, length: Any, k3: Any, num_steps: int = 1,
-                   tilt: Any = 0.0, x_offset: Any = 0.0, y_offset: Any = 0.0,
-                   method: str = "bmad") -> Particles:
+                   method: str = "bmad", **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through an octupole (Bmad ``octupole``, "bmad_standard" tracking).
 
     Its kick is cubic in the position (an amplitude-dependent tune shift).
@@ -284,12 +292,12 @@ def track_octupole(particles: Particles, *, length: Any, k3: Any, num_steps: int
         kick is ``dpx = -K3 L (x^3 - 3 x y^2)/6``, ``dpy = K3 L (3 x^2 y - y^3)/6``.
     num_steps
         Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad]; ``pi/8`` gives a skew octupole with ``K3SL = -K3 L``.
-    x_offset, y_offset
-        Magnet offsets [m].
     method
         ``"bmad"``, ``"linear"`` or ``"second_order"``, as for :func:`track_sextupole`.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the magnet
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default);
+        ``tilt = pi/8`` gives a skew octupole with ``K3SL = -K3 L``.
 
     Returns
     -------
@@ -297,13 +305,12 @@ def track_octupole(particles: Particles, *, length: Any, k3: Any, num_steps: int
         Outgoing particles, ``s`` advanced by ``length``.
     """
     return track_kick_drift_kick(particles, "octupole", method, num_steps, _normal(3, "k3"),
-                                 length=length, k3=k3, tilt=tilt, x_offset=x_offset,
-                                 y_offset=y_offset)
+                                 misalignment, length=length, k3=k3)
 
 
 def track_thick_multipole(particles: Particles, *, length: Any, knl: Any = (), ksl: Any = (),
-                          num_steps: int = 1, tilt: Any = 0.0, x_offset: Any = 0.0,
-                          y_offset: Any = 0.0, method: str = "bmad") -> Particles:
+                          num_steps: int = 1, method: str = "bmad",
+                          **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through a straight thick multipole (Bmad ``thick_multipole``).
 
     Any number of normal and skew orders in one kick-drift-kick body.
@@ -321,12 +328,12 @@ def track_thick_multipole(particles: Particles, *, length: Any, knl: Any = (), k
         body; a dipole term is a plain kick (``dpx = -K0L``).
     num_steps
         Number of kick-drift-kick slices.
-    tilt
-        Rotation about s [rad] of the whole magnet.
-    x_offset, y_offset
-        Magnet offsets [m] (each order feeds down to the lower ones).
     method
         ``"bmad"``, ``"linear"`` or ``"second_order"``, as for :func:`track_sextupole`.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the whole magnet
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default); with an
+        offset each order feeds down to the lower ones.
 
     Returns
     -------
@@ -337,14 +344,12 @@ def track_thick_multipole(particles: Particles, *, length: Any, knl: Any = (), k
     element = "thick_multipole"
     normal, skew = _orders(knl, "knl", element), _orders(ksl, "ksl", element)
     return track_kick_drift_kick(particles, element, method, num_steps,
-                                 _thick_multipole(len(normal), len(skew)), length=length,
-                                 tilt=tilt, x_offset=x_offset, y_offset=y_offset, **normal,
-                                 **skew)
+                                 _thick_multipole(len(normal), len(skew)), misalignment,
+                                 length=length, **normal, **skew)
 
 
-def track_multipole(particles: Particles, *, knl: Any = (), ksl: Any = (), tilt: Any = 0.0,
-                    x_offset: Any = 0.0, y_offset: Any = 0.0,
-                    method: str = "bmad") -> Particles:
+def track_multipole(particles: Particles, *, knl: Any = (), ksl: Any = (),
+                    method: str = "bmad", **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through a thin multipole (Bmad ``multipole``, MAD-X ``MULTIPOLE``).
 
     Zero length: one kick, ``s`` unchanged.
@@ -360,14 +365,13 @@ def track_multipole(particles: Particles, *, knl: Any = (), ksl: Any = (), tilt:
         ``K0L``, ``K0SL`` are a zero-length bend of the reference orbit (Bmad's
         ``ref_orb_offset``, MAD-X convention): ``dpx = K0L pz``, ``dpy = -K0SL pz``,
         ``dz = -K0L x + K0SL y``; the reference particle is not deflected.
-    tilt
-        Rotation about s [rad] of the whole multipole.
-    x_offset, y_offset
-        Offsets [m].
     method
         ``"bmad"``: the thin kick. ``"linear"``: its exact first-order map about the
         laboratory reference orbit (feed-down of offsets included).
         ``"second_order"``: its second-order Taylor map there.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the whole multipole
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default).
 
     Returns
     -------
@@ -378,7 +382,7 @@ def track_multipole(particles: Particles, *, knl: Any = (), ksl: Any = (), tilt:
     """
     element = "multipole"
     normal, skew = _orders(knl, "knl", element), _orders(ksl, "ksl", element)
-    p = prepare(particles, element, method, tilt=tilt, x_offset=x_offset, y_offset=y_offset,
+    p = prepare(particles, element, method, **frames.misalignment(misalignment, element),
                 **normal, **skew)
     return track_element(particles, _thin_multipole_body(len(normal), len(skew)), p,
                          length=0.0 * p["tilt"], method=method)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
+from beamtrack.tracking import frames
 from beamtrack.tracking.frames import from_element_frame
 from beamtrack.tracking.kinematics import inverse_gamma0_squared, low_energy_z_correction
 from beamtrack.tracking.linear import matrix6, rotation_matrix
@@ -20,6 +21,11 @@ from beamtrack.tracking.stepping import (
     prepare,
     track_element,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from beamtrack.tracking.frames import Misalignment
 
 
 def quadrupole_plane(k: Any, length: Any, rel_p: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
@@ -165,10 +171,8 @@ def track_quadrupole(
     length: Any,
     k1: Any,
     num_steps: int = 1,
-    tilt: Any = 0.0,
-    x_offset: Any = 0.0,
-    y_offset: Any = 0.0,
     method: str = "bmad",
+    **misalignment: Unpack[Misalignment],
 ) -> Particles:
     """Track through a quadrupole.
 
@@ -184,16 +188,16 @@ def track_quadrupole(
     num_steps
         Number of body slices (``"bmad"`` method). The paraxial body is exact per
         slice, so slicing only matters for loss checks.
-    tilt
-        Rotation about the s axis [rad]; ``pi/4`` makes a skew quadrupole.
-    x_offset, y_offset
-        Transverse offsets of the magnet [m].
     method
         ``"bmad"``: Bmad's "bmad_standard" quadrupole (paraxial body, chromatic
         focusing ``K1/(1+pz)``, path-length terms and the low-energy z correction).
         ``"linear"``: first-order map about the reference orbit (closed form,
         :func:`quadrupole_map`). ``"second_order"``: second-order Taylor map of the
         ``"bmad"`` model.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the magnet
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default);
+        ``tilt = pi/4`` makes a skew quadrupole.
 
     Returns
     -------
@@ -203,8 +207,8 @@ def track_quadrupole(
     """
     element = "quadrupole"
     num_steps = check_num_steps(num_steps, element)
-    p = prepare(particles, element, method, length=length, k1=k1, tilt=tilt,
-                x_offset=x_offset, y_offset=y_offset)
+    p = prepare(particles, element, method, length=length, k1=k1,
+                **frames.misalignment(misalignment, element))
     return track_element(
         particles, _quadrupole_body(num_steps), p, length=p["length"], method=method,
         linear=lambda: quadrupole_map(p["length"], p["k1"], particles.p0c, particles.mc2,

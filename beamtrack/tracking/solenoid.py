@@ -14,10 +14,11 @@ references).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
+from beamtrack.tracking import frames
 from beamtrack.tracking.kinematics import (
     beta_ratio_minus_one,
     one_over_ps_minus_one,
@@ -35,6 +36,11 @@ from beamtrack.tracking.stepping import (
     taylor_map,
     track_element,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from beamtrack.tracking.frames import Misalignment
 
 
 def _mechanical_momenta(six: Six, ks: Any) -> tuple[Any, Any]:
@@ -119,8 +125,7 @@ def solenoid_map(length: Any, ks: Any, p0c: Any, mc2: Any, x_offset: Any = 0.0,
 
 
 def track_solenoid(particles: Particles, *, length: Any, ks: Any, num_steps: int = 1,
-                   tilt: Any = 0.0, x_offset: Any = 0.0, y_offset: Any = 0.0,
-                   method: str = "bmad") -> Particles:
+                   method: str = "bmad", **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through a solenoid (Bmad ``solenoid``, "bmad_standard" tracking).
 
     The body is solved exactly in the canonical coordinates (no paraxial expansion).
@@ -137,17 +142,17 @@ def track_solenoid(particles: Particles, *, length: Any, ks: Any, num_steps: int
     num_steps
         Number of body slices (``"bmad"`` method). The body is exact per slice, so
         slicing changes nothing but rounding.
-    tilt
-        Rotation about s [rad]. The field is axially symmetric, so a tilt changes
-        nothing (kept for a uniform interface and Bmad lattices).
-    x_offset, y_offset
-        Offsets of the solenoid axis [m].
     method
         ``"bmad"``: exact hard-edge solenoid (see docs/physics/solenoid.md; particles
         whose mechanical momentum inside the field is unphysical are lost at the
         entrance, as in Bmad). ``"linear"``: the first-order Taylor map of the "bmad"
         map about the laboratory reference orbit (:func:`solenoid_map`).
         ``"second_order"``: its second-order Taylor map there.
+    **misalignment
+        ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the solenoid axis
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default). The field is
+        axially symmetric, so a tilt changes nothing (kept for a uniform interface and
+        Bmad lattices).
 
     Returns
     -------
@@ -163,8 +168,9 @@ def track_solenoid(particles: Particles, *, length: Any, ks: Any, num_steps: int
     ``ks L / (2 ps)`` and focuses with strength ``(ks / (2 ps))^2``,
     ``ps = sqrt((1+pz)^2 - mx^2 - my^2)`` (``= 1+pz`` on axis).
     """
-    num_steps = check_num_steps(num_steps, "solenoid")
-    p = prepare(particles, "solenoid", method, length=length, ks=ks, tilt=tilt,
-                x_offset=x_offset, y_offset=y_offset)
+    element = "solenoid"
+    num_steps = check_num_steps(num_steps, element)
+    p = prepare(particles, element, method, length=length, ks=ks,
+                **frames.misalignment(misalignment, element))
     return track_element(particles, _solenoid_body(num_steps), p, length=p["length"],
                          method=method)
