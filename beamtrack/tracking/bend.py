@@ -506,23 +506,7 @@ def _track(element: str, particles: Particles, *, method: str, **arguments: Any)
 # -- public functions ---------------------------------------------------------------------
 
 
-def sbend_map(
-    length: Any,
-    angle: Any,
-    p0c: Any,
-    mc2: Any,
-    *,
-    e1: Any = 0.0,
-    e2: Any = 0.0,
-    k1: Any = 0.0,
-    fint: Any = 0.0,
-    hgap: Any = 0.0,
-    fint_exit: Any = None,
-    hgap_exit: Any = None,
-    fringe_type: str = "linear_edge",
-    ref_tilt: Any = 0.0,
-    **misalignment: Unpack[Misalignment],
-) -> tuple[Any, Any]:
+def sbend_map(length: Any, angle: Any, p0c: Any, mc2: Any, **params: Any) -> tuple[Any, Any]:
     """First-order map ``(R, c)`` of the "bmad" sector bend about the reference orbit.
 
     ``R`` (shape ``(*batch, 6, 6)``) is the Jacobian of the "bmad" tracking map (edges,
@@ -532,14 +516,27 @@ def sbend_map(
     running the map on first-order jets (exact derivatives, no finite differences).
     For an aligned bend ``c = 0`` and the body block is the sector-bend matrix
     (``R11 = cos(angle)``, ``R16 = (1 - cos(angle))/g``,
-    ``R56 = L/gamma0^2 - (angle - sin(angle))/g``, ...). ``length`` is an array; the
-    other parameters are arrays of its library or numbers, as in :func:`track_sbend`;
-    ``p0c`` and ``mc2`` [eV] have shape ``()`` or ``(*batch)``.
+    ``R56 = L/gamma0^2 - (angle - sin(angle))/g``, ...).
+
+    Parameters
+    ----------
+    length, angle
+        Arc length [m] (an array) and bending angle [rad], as in :func:`track_sbend`.
+    p0c, mc2
+        Reference momentum and rest energy [eV], shape ``()`` or ``(*batch)``.
+    **params
+        The other keyword parameters of :func:`track_sbend` (edges, ``k1``,
+        ``ref_tilt``, misalignment), arrays of ``length``'s library or numbers; not
+        ``num_steps`` or ``method``.
     """
-    build, values = _model("sbend", "linear", locals())  # the parameters are named once, above
+    if {"num_steps", "method"} & set(params):
+        raise TypeError("sbend_map: num_steps and method are not parameters of a map")
+    arguments = _sbend_arguments("sbend_map", None, dict(length=length, angle=angle, **params))
+    del arguments["particles"], arguments["method"]
+    build, values = _model("sbend", "linear", arguments)
     p = {k: as_parameter(v, length, k, element="sbend") for k, v in values.items()}
-    reference = (p.pop("p0c"), p.pop("mc2"))
-    r, c, _, _ = taylor_map(build, p, *reference, order=1)
+    r, c, _, _ = taylor_map(build, p, as_parameter(p0c, length, "p0c", element="sbend"),
+                            as_parameter(mc2, length, "mc2", element="sbend"), order=1)
     return r, c
 
 
@@ -647,11 +644,16 @@ def track_rbend(particles: Particles, **params: Any) -> Particles:
         ``length / sinc(angle/2)`` and face angles ``e1 + angle/2``, ``e2 + angle/2``;
         ``s`` advances by the arc length.
     """
-    # The sbend's signature checks the named keywords and supplies the defaults; the
-    # others land in its **misalignment, which _model checks.
+    return _track("rbend", **_sbend_arguments("track_rbend", particles, params))
+
+
+def _sbend_arguments(caller: str, particles: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`track_sbend`, defaults filled in: its signature
+    checks the named keywords; the others land in ``misalignment``, which
+    :func:`_model` checks."""
     try:
         arguments = inspect.signature(track_sbend).bind(particles, **params)
     except TypeError as exc:
-        raise TypeError(f"track_rbend: {exc}") from None
+        raise TypeError(f"{caller}: {exc}") from None
     arguments.apply_defaults()
-    return _track("rbend", **arguments.arguments)
+    return dict(arguments.arguments)

@@ -135,20 +135,34 @@ _ATAN_SERIES_LIMIT = 0.1
 _ATAN_SERIES_TERMS = 9
 
 
+def _atan_branches(t: Any) -> tuple[Any, Any, Any, Any]:
+    """``(xp, small, t_small, t_safe)``: the mask of the series branch and the inputs
+    of the two branches, each safe for its own formula (the "double where")."""
+    xp = array_api_compat.array_namespace(t)
+    small = xp.abs(t) < _ATAN_SERIES_LIMIT
+    t_small = xp.where(small, t, xp.zeros_like(t))
+    t_safe = xp.where(small, xp.full_like(t, _ATAN_SERIES_LIMIT), t)
+    return xp, small, t_small, t_safe
+
+
+def _even_series(t: Any, coefficients: list[float]) -> Any:
+    """``sum_k coefficients[k] t^(2k)`` by Horner's rule in ``t^2``."""
+    t2 = t * t
+    series = 0.0 * t
+    for c in reversed(coefficients):
+        series = series * t2 + c
+    return series
+
+
 def atanc(t: Any) -> Any:
     """``atan(t) / t`` for real ``t``; ``1`` at ``t = 0``.
 
     Taylor series ``sum_n (-t^2)^n / (2n+1)`` for ``|t| < 0.1``, ``atan(t) / t``
     elsewhere (no cancellation there). Derivatives: see :func:`atanc_derivative`.
     """
-    xp = array_api_compat.array_namespace(t)
-    small = xp.abs(t) < _ATAN_SERIES_LIMIT
-    t_small = xp.where(small, t, xp.zeros_like(t))
-    t_safe = xp.where(small, xp.full_like(t, _ATAN_SERIES_LIMIT), t)
-    t2 = t_small * t_small
-    series = xp.zeros_like(t)
-    for n in range(_ATAN_SERIES_TERMS - 1, -1, -1):
-        series = series * (-t2) + 1.0 / (2 * n + 1)
+    xp, small, t_small, t_safe = _atan_branches(t)
+    series = _even_series(t_small, [(-1.0) ** n / (2 * n + 1)
+                                    for n in range(_ATAN_SERIES_TERMS)])
     return xp.where(small, series, xp.atan(t_safe) / t_safe)
 
 
@@ -159,14 +173,9 @@ def atanc_derivative(t: Any) -> Any:
     closed form elsewhere (relative rounding error below ``1e-13`` there; only the
     series side matters for first-order maps about the reference orbit).
     """
-    xp = array_api_compat.array_namespace(t)
-    small = xp.abs(t) < _ATAN_SERIES_LIMIT
-    t_small = xp.where(small, t, xp.zeros_like(t))
-    t_safe = xp.where(small, xp.full_like(t, _ATAN_SERIES_LIMIT), t)
-    t2 = t_small * t_small
-    series = xp.zeros_like(t)
-    for n in range(_ATAN_SERIES_TERMS, 0, -1):
-        series = series * t2 + (-1.0) ** n * 2.0 * n / (2 * n + 1)
+    xp, small, t_small, t_safe = _atan_branches(t)
+    series = _even_series(t_small, [(-1.0) ** n * 2.0 * n / (2 * n + 1)
+                                    for n in range(1, _ATAN_SERIES_TERMS + 1)])
     closed = (1.0 / (1.0 + t_safe * t_safe) - xp.atan(t_safe) / t_safe) / t_safe
     return xp.where(small, series * t_small, closed)
 
