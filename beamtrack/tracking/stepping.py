@@ -172,8 +172,14 @@ def run_body(lab: Six, alive: Any, body: Body) -> tuple[Six, Any]:
     entering = alive & physical(lab)
     if body.admits is not None:
         entering = entering & body.admits
-    six = to_element_frame(lab, *body.offsets) if body.offsets is not None else lab
-    six, alive = integrate(six, entering, body.steps)
+    # The entering coordinates are passed, not kept: integrate can free each state as
+    # it goes (holding them here measurably slows large beams).
+    six, alive = integrate(
+        to_element_frame(lab, *body.offsets) if body.offsets is not None else lab,
+        entering, body.steps)
+    if (body.offsets is None and body.outside is None
+            and not any(isinstance(step, Everyone) for step in body.steps)):
+        return six, alive  # nothing moved the particles that did not enter
     if body.offsets is not None:
         six = from_element_frame(six, *body.offsets)
     outside = body.outside(lab) if body.outside is not None else lab
