@@ -23,6 +23,7 @@ from beamtrack.tracking.beams import gaussian_particles
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.species import species
 from beamtrack.tracking.statistics import beam_statistics
+from beamtrack.tracking.stepping import METHODS
 
 DEFAULT_BEAM: dict[str, Any] = {
     "species": "electron",
@@ -122,21 +123,21 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     path = args.lattice or _example_lattice()
     line = load(path)
     particles = _beam(path, args, "numpy")
-    methods = [args.method] if args.method else ["bmad", "linear"]
+    methods = [args.method] if args.method else list(METHODS)
     failed = False
     print(f"lattice {path}: {len(line)} elements, {args.particles} particles, "
           f"tolerance {args.tolerance:g} (relative)")
-    print(f"{'method':<8} {'backend':<18} {'max abs dev':>12} {'max rel dev':>12} "
+    print(f"{'method':<12} {'backend':<18} {'max abs dev':>12} {'max rel dev':>12} "
           f"{'alive diff':>10}  result")
     for method in methods:
         results = crosscheck(line, particles, backends=args.backends, method=method,
                              tolerance=args.tolerance)
         for name, dev in results.items():
             failed |= not dev.ok
-            print(f"{method:<8} {name:<18} {dev.max_abs:>12.3e} {dev.max_rel:>12.3e} "
+            print(f"{method:<12} {name:<18} {dev.max_abs:>12.3e} {dev.max_rel:>12.3e} "
                   f"{dev.alive_mismatch:>10d}  {'ok' if dev.ok else 'FAIL'}")
         if not results:
-            print(f"{method:<8} (no backend besides numpy installed)")
+            print(f"{method:<12} (no backend besides numpy installed)")
     return 1 if failed else 0
 
 
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     def beam_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("lattice", nargs="?", help="JSON lattice file (default: bundled FODO)")
         p.add_argument("--particles", type=int, default=10_000, help="number of particles")
-        p.add_argument("--method", choices=["bmad", "linear"], default=None,
+        p.add_argument("--method", choices=METHODS, default=None,
                        help="tracking method (default: the lattice's)")
         p.add_argument("--seed", type=int, default=0, help="random seed of the beam")
         p.add_argument("--p0c", type=float, default=None, help="reference momentum [eV]")

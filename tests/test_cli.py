@@ -57,9 +57,10 @@ def test_track_custom_lattice(tmp_path, capsys):
 def test_crosscheck_passes(capsys):
     code, out, _ = run(capsys, "crosscheck", "--particles", "300")
     assert code == 0
-    rows = [line for line in out.splitlines() if line.startswith(("bmad", "linear"))]
+    rows = [line for line in out.splitlines()
+            if line.startswith(("bmad", "linear", "second_order"))]
     others = [b for b in bt.backends.available() if b != "numpy"]
-    assert len(rows) == 2 * max(len(others), 1)
+    assert len(rows) == 3 * max(len(others), 1)
     assert all(row.endswith("ok") for row in rows if others)
 
 
