@@ -64,7 +64,7 @@ def apply_linear_map(particles: Particles, r: Any, c: Any, length: Any) -> Parti
     alive = particles.alive
     new = xp.where(alive[..., None, :], new, coords)
     alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
-    return Particles._from_fields(new, particles.s + length, particles.p0c, particles.mc2, alive)
+    return Particles.from_fields(new, particles.s + length, particles.p0c, particles.mc2, alive)
 
 
 def track_linear_map(

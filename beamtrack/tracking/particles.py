@@ -150,9 +150,6 @@ class Particles:
         object.__setattr__(obj, "_alive", alive)
         return obj
 
-    #: The same as :meth:`from_fields` (older name used inside ``tracking/``).
-    _from_fields = from_fields
-
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Particles is immutable; use .replace(...) to get a modified copy")
 

@@ -192,7 +192,7 @@ def assemble(particles: Particles, coords: Six, alive: Any, length: Any,
     (and with the reference momentum ``p0c`` if given)."""
     xp = particles.xp
     *parts, alive = xp.broadcast_arrays(*coords, alive)
-    return Particles._from_fields(
+    return Particles.from_fields(
         xp.stack(parts, axis=-2),
         particles.s + length,
         particles.p0c if p0c is None else p0c,
@@ -300,7 +300,7 @@ def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
         kept = xp.stack(xp.broadcast_arrays(*body.outside(particles.unpack())), axis=-2)
     new = xp.where(alive[..., None, :], new, kept)
     alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
-    return Particles._from_fields(new, particles.s + length,
+    return Particles.from_fields(new, particles.s + length,
                                   particles.p0c if p0c_out is None else p0c_out,
                                   particles.mc2, alive)
 
