@@ -24,6 +24,7 @@ from beamtrack.tracking.conventions import (
 from beamtrack.tracking.diagnostics import monitor_reading, screen_image
 from beamtrack.tracking.drift import drift_matrix, track_drift
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.frames import Misalignment
 from beamtrack.tracking.kicker import track_hkicker, track_kicker, track_vkicker
 from beamtrack.tracking.linear import apply_linear_map, matrix6
 from beamtrack.tracking.multipole import (
@@ -47,58 +48,73 @@ from beamtrack.tracking.species import (
     species,
 )
 from beamtrack.tracking.statistics import beam_statistics, centroid, emittance, rms_size
+from beamtrack.tracking.stepping import METHODS, Body, Everyone, checked, track_element
 
 __all__ = [
-    "FRINGE_TYPES",
-    "sbend_map",
-    "track_rbend",
-    "track_sbend",
-    "solenoid_map",
-    "track_solenoid",
-    "crab_cavity_map",
-    "lcavity_map",
-    "rfcavity_map",
-    "track_crab_cavity",
-    "track_lcavity",
-    "track_rfcavity",
-    "multipole_kick",
-    "track_multipole",
-    "track_octupole",
-    "track_sextupole",
-    "track_thick_multipole",
-    "track_hkicker",
-    "track_kicker",
-    "track_vkicker",
-    "aperture_weight",
-    "track_aperture",
-    "track_collimator",
-    "monitor_reading",
-    "screen_image",
+    # Particles, species and statistics
     "COORDINATES",
-    "SPECIES",
-    "ParameterError",
     "Particles",
+    "SPECIES",
     "Species",
     "antiproton",
-    "apply_linear_map",
+    "deuteron",
+    "electron",
+    "positron",
+    "proton",
+    "species",
     "beam_statistics",
     "centroid",
-    "deuteron",
-    "drift_matrix",
-    "electron",
     "emittance",
+    "rms_size",
+    # Conversions to other codes' coordinates
     "from_cheetah",
     "from_madx",
     "from_xsuite",
-    "matrix6",
-    "positron",
-    "proton",
-    "quadrupole_matrix",
-    "rms_size",
-    "species",
     "to_cheetah",
     "to_madx",
     "to_xsuite",
+    # Element tracking functions
+    "track_aperture",
+    "track_collimator",
+    "track_crab_cavity",
     "track_drift",
+    "track_hkicker",
+    "track_kicker",
+    "track_lcavity",
+    "track_multipole",
+    "track_octupole",
     "track_quadrupole",
+    "track_rbend",
+    "track_rfcavity",
+    "track_sbend",
+    "track_sextupole",
+    "track_solenoid",
+    "track_thick_multipole",
+    "track_vkicker",
+    # Observation and apertures
+    "aperture_weight",
+    "monitor_reading",
+    "screen_image",
+    # Maps and kicks of single elements
+    "crab_cavity_map",
+    "drift_matrix",
+    "lcavity_map",
+    "multipole_kick",
+    "quadrupole_matrix",
+    "rfcavity_map",
+    "sbend_map",
+    "solenoid_map",
+    # Linear maps
+    "apply_linear_map",
+    "matrix6",
+    # The stepping framework: methods, misalignment keywords, element models
+    "METHODS",
+    "Body",
+    "Everyone",
+    "Misalignment",
+    "checked",
+    "track_element",
+    # Constants and errors
+    "FRINGE_TYPES",
+    "ParameterError",
 ]
