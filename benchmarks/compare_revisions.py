@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tracking_speed import build_line
+
 ROOT = Path(__file__).resolve().parents[1]
 _QUIET = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
 
@@ -48,16 +50,9 @@ def export_revision(revision: str, folder: Path) -> None:
         path.write_text(text)
 
 
-def fodo(bt, cells: int):
-    """``cells`` copies of the bundled FODO cell (markers dropped), uniquely named."""
-    cell = [e for e in bt.load(bt.EXAMPLE_LATTICE) if e.kind != "Marker"]
-    return bt.Beamline([type(e)(f"{e.name}_{i}", **e.parameters())
-                        for i in range(cells) for e in cell])
-
-
 def workloads(bt, backend: str, particles: int, cells: int) -> dict:
     """The calls timed for one version: ``{method: callable}``."""
-    line = fodo(bt, cells)
+    line = build_line(cells, bt)
     beam = bt.gaussian_particles(particles, sigma=[5e-4, 5e-5, 5e-4, 5e-5, 1e-3, 1e-3],
                                  p0c=1e9, mc2=bt.electron.mc2, backend=backend)
     fused = bt.merged(line, p0c=1e9, mc2=bt.electron.mc2, method="linear", backend=backend)

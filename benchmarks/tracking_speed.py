@@ -14,15 +14,17 @@ import argparse
 import json
 import statistics
 import time
+from typing import Any
 
 import beamtrack as bt
 
 
-def build_line(cells: int) -> bt.Beamline:
-    """``cells`` copies of the bundled FODO cell (markers dropped), uniquely named."""
-    cell = [e for e in bt.load(bt.EXAMPLE_LATTICE) if e.kind != "Marker"]
+def build_line(cells: int, package: Any = bt) -> bt.Beamline:
+    """``cells`` copies of the bundled FODO cell (markers dropped), uniquely named, made
+    with ``package`` (beamtrack, or an older version of it loaded under another name)."""
+    cell = [e for e in package.load(package.EXAMPLE_LATTICE) if e.kind != "Marker"]
     items = [type(e)(f"{e.name}_{i}", **e.parameters()) for i in range(cells) for e in cell]
-    return bt.Beamline(items, name=f"fodo_x{cells}")
+    return package.Beamline(items, name=f"fodo_x{cells}")
 
 
 def timed(fn, repeats: int, sync) -> float:

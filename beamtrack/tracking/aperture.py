@@ -59,8 +59,8 @@ def check_shape(shape: Any, element: str = "aperture") -> str:
     """Validate an aperture shape name."""
     if not isinstance(shape, str) or shape not in APERTURE_SHAPES:
         raise ParameterError(
-            f"{element}: parameter 'shape' must be one of {', '.join(APERTURE_SHAPES)}, "
-            f"got {shape!r}"
+            f"parameter 'shape' must be one of {', '.join(APERTURE_SHAPES)}, got {shape!r}",
+            element=element,
         )
     return shape
 

@@ -22,7 +22,7 @@ import array_api_compat
 
 from beamtrack.tracking import frames, jets
 from beamtrack.tracking.errors import ParameterError
-from beamtrack.tracking.frames import change_frame, from_element_frame, to_element_frame
+from beamtrack.tracking.frames import change_frame
 from beamtrack.tracking.kinematics import beta_ratio_minus_one, low_energy_z_correction
 from beamtrack.tracking.parameters import as_parameter
 from beamtrack.tracking.particles import Particles
@@ -39,7 +39,6 @@ from beamtrack.tracking.special import (
 from beamtrack.tracking.stepping import (
     Body,
     Build,
-    Everyone,
     Six,
     Step,
     check_num_steps,
@@ -441,8 +440,9 @@ def _frame_step(rotation: Any, origin: Any) -> Step:
 
 
 def _bend_body(fringe_type: str, num_steps: int, kind: str, misaligned: bool) -> Build:
-    """The "bmad" bend as a :class:`~beamtrack.tracking.stepping.Body` (it handles its
-    own frames: ``ref_tilt`` rotations and the misalignment frame changes are steps)."""
+    """The "bmad" bend as a :class:`~beamtrack.tracking.stepping.Body`: the body's frame
+    is rotated by ``ref_tilt``; the misalignment frame changes (in the frame at the
+    middle of the arc, not plain offsets) are steps of their own."""
 
     def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
         c = _slice_constants(p, num_steps)
@@ -458,14 +458,12 @@ def _bend_body(fringe_type: str, num_steps: int, kind: str, misaligned: bool) ->
             frame_steps = [[_frame_step(f["rot_in"], f["origin_in"])],
                            [_frame_step(f["rot_out"], f["origin_out"])]]
         return Body([
-            Everyone(lambda six: to_element_frame(six, zero, zero, tilt)),
             *frame_steps[0],
             *_edge_steps(fringe_type, entrance, True),
             *[_slice(c, kind, p0c, mc2)] * num_steps,
             *_edge_steps(fringe_type, exit_, False),
             *frame_steps[1],
-            Everyone(lambda six: from_element_frame(six, zero, zero, tilt)),
-        ])
+        ], offsets=(zero, zero, tilt))  # the ref_tilt rotation in and out
 
     return build
 

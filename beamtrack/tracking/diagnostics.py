@@ -104,7 +104,8 @@ def erf(x: Any) -> Any:
 def check_seed(seed: Any, element: str = "monitor") -> int:
     """Validate a random seed (a Python integer >= 0)."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ParameterError(f"{element}: parameter 'seed' must be an integer >= 0, got {seed!r}")
+        raise ParameterError(f"parameter 'seed' must be an integer >= 0, got {seed!r}",
+                             element=element)
     return int(seed)
 
 
@@ -175,8 +176,8 @@ def check_screen_grid(
                for k in resolution)
     ):
         raise ParameterError(
-            f"{element}: parameter 'resolution' must be a pair of integers (nx, ny) >= 1, "
-            f"got {resolution!r}"
+            f"parameter 'resolution' must be a pair of integers (nx, ny) >= 1, "
+            f"got {resolution!r}", element=element,
         )
     if (
         not isinstance(pixel_size, Sequence)
@@ -185,8 +186,8 @@ def check_screen_grid(
                or not math.isfinite(d) or d <= 0 for d in pixel_size)
     ):
         raise ParameterError(
-            f"{element}: parameter 'pixel_size' must be a pair of finite numbers "
-            f"(dx, dy) > 0 [m], got {pixel_size!r}"
+            f"parameter 'pixel_size' must be a pair of finite numbers "
+            f"(dx, dy) > 0 [m], got {pixel_size!r}", element=element,
         )
     nx, ny = (int(k) for k in resolution)
     dx, dy = (float(d) for d in pixel_size)

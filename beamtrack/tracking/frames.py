@@ -18,6 +18,8 @@ from typing import Any, TypedDict
 
 import array_api_compat
 
+from beamtrack.tracking.parameters import as_parameter, per_particle
+
 #: The six coordinates ``(x, px, y, py, z, pz)`` as a tuple of arrays.
 Six = tuple[Any, Any, Any, Any, Any, Any]
 
@@ -138,8 +140,6 @@ def frame_positions(particles: Any, x_offset: Any, y_offset: Any, tilt: Any,
                     element: str | None = None) -> tuple[Any, Any]:
     """Positions ``(x, y)`` [m] of ``particles`` in the frame of a zero-length element
     (aperture, monitor, screen) at offsets [m] and tilt [rad]; shape ``(*batch, n)``."""
-    from beamtrack.tracking.parameters import as_parameter, per_particle
-
     c = particles.coords
     offsets = [per_particle(as_parameter(v, c, k, element)) for k, v in
                (("x_offset", x_offset), ("y_offset", y_offset), ("tilt", tilt))]

@@ -12,7 +12,9 @@ from typing import Any
 import array_api_compat
 
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.parameters import as_parameter
 from beamtrack.tracking.particles import Particles
+from beamtrack.tracking.stepping import apply_map, check_method
 
 
 def matrix6(entries: dict[tuple[int, int], Any], like: Any) -> Any:
@@ -56,15 +58,10 @@ def rotation_matrix(tilt: Any) -> Any:
 def apply_linear_map(particles: Particles, r: Any, c: Any, length: Any) -> Particles:
     """Track ``particles`` through the map ``(R, c)`` of an element of ``length`` [m].
 
-    Lost particles keep their coordinates; a linear map never loses particles.
+    Lost particles keep their coordinates; a linear map never loses particles. (The
+    first-order case of :func:`~beamtrack.tracking.stepping.apply_map`.)
     """
-    xp = particles.xp
-    coords = particles.coords
-    new = xp.matmul(r, coords) + c[..., None]
-    alive = particles.alive
-    new = xp.where(alive[..., None, :], new, coords)
-    alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
-    return Particles.from_fields(new, particles.s + length, particles.p0c, particles.mc2, alive)
+    return apply_map(particles, r, c, None, length)
 
 
 def track_linear_map(
@@ -83,20 +80,18 @@ def track_linear_map(
     length
         Length [m] by which ``s`` advances.
     method
-        Accepted for uniformity with the other elements; both methods apply the map.
+        Accepted for uniformity with the other elements; every method applies the map.
     """
-    from beamtrack.tracking.parameters import as_parameter
-    from beamtrack.tracking.stepping import check_method
-
-    check_method(method, "linear map")
+    element = "linear map"
+    check_method(method, element)
     coords = particles.coords
-    r = as_parameter(r, coords, "r")
-    c = as_parameter(c, coords, "c")
+    r = as_parameter(r, coords, "r", element)
+    c = as_parameter(c, coords, "c", element)
     if r.shape[-2:] != (6, 6):
-        raise ParameterError(f"linear map: parameter 'r' must have shape (*batch, 6, 6), "
-                             f"got {tuple(r.shape)}")
+        raise ParameterError(f"parameter 'r' must have shape (*batch, 6, 6), got "
+                             f"{tuple(r.shape)}", element=element)
     xp = particles.xp
     if c.ndim == 0:
         c = xp.zeros(r.shape[:-1], dtype=coords.dtype, device=particles.device) + c
-    length = as_parameter(length, coords, "length")
-    return apply_linear_map(particles, r, c, length)
+    length = as_parameter(length, coords, "length", element)
+    return apply_map(particles, r, c, None, length)

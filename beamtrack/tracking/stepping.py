@@ -250,16 +250,9 @@ def _zero_orbit(params: dict[str, Any], p0c: Any, mc2: Any,
     return lab, {k: const(v) for k, v in params.items()}, const(p0c), const(mc2)
 
 
-def taylor_map(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
-               order: int) -> tuple[Any, ...]:
-    """Taylor map of the ``"bmad"`` model about the laboratory reference orbit.
-
-    Returns ``(R, c, T, p0c_out)`` with ``R`` of shape ``(*batch, 6, 6)``, ``c``
-    ``(*batch, 6)`` and, for ``order=2``, ``T`` of shape ``(*batch, 6, 6, 6)``
-    (``None`` for ``order=1``): the map is
-    ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2``. ``p0c_out`` is the exit reference
-    momentum (``None`` if unchanged).
-    """
+def _taylor(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
+            order: int) -> tuple[Any, Any, Any, Any, Body]:
+    """:func:`taylor_map` plus the body it ran (built on jets)."""
     lab, p, p0c_j, mc2_j = _zero_orbit(params, p0c, mc2, order)
     body = build(p, p0c_j, mc2_j)
     xp = array_api_compat.array_namespace(lab[0].v)
@@ -272,7 +265,20 @@ def taylor_map(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
     p0c_out = body.p0c_out
     if isinstance(p0c_out, jets.Jet):
         p0c_out = p0c_out.v
-    return r, c, t, None if p0c_out is None else p0c_out[..., 0]
+    return r, c, t, None if p0c_out is None else p0c_out[..., 0], body
+
+
+def taylor_map(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
+               order: int) -> tuple[Any, ...]:
+    """Taylor map of the ``"bmad"`` model about the laboratory reference orbit.
+
+    Returns ``(R, c, T, p0c_out)`` with ``R`` of shape ``(*batch, 6, 6)``, ``c``
+    ``(*batch, 6)`` and, for ``order=2``, ``T`` of shape ``(*batch, 6, 6, 6)``
+    (``None`` for ``order=1``): the map is
+    ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2``. ``p0c_out`` is the exit reference
+    momentum (``None`` if unchanged).
+    """
+    return _taylor(build, params, p0c, mc2, order)[:4]
 
 
 def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
@@ -336,6 +342,11 @@ def track_element(particles: Particles, build: Build, params: dict[str, Any], *,
         # (drift, quadrupole), so no body is needed for lost-particle bookkeeping.
         r, c = linear()
         return apply_map(particles, r, c, None, length)
-    r, c, t, p0c_out = taylor_map(build, params, particles.p0c, particles.mc2,
-                                  MAP_ORDER[method])
-    return apply_map(particles, r, c, t, length, p0c_out, _build_on(particles, build, params))
+    r, c, t, p0c_out, model = _taylor(build, params, particles.p0c, particles.mc2,
+                                      MAP_ORDER[method])
+    # The lost-particle bookkeeping acts on the particles' own arrays, so only a model
+    # that has any (an lcavity's exit reference) is built a second time, on them.
+    bookkeeping = None
+    if model.admits is not None or model.outside is not None:
+        bookkeeping = _build_on(particles, build, params)
+    return apply_map(particles, r, c, t, length, p0c_out, bookkeeping)
