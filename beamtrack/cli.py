@@ -3,7 +3,11 @@
 ``beamtrack track [LATTICE]``      track a Gaussian beam, print beam statistics
 ``beamtrack crosscheck [LATTICE]`` compare every installed backend with NumPy
 ``beamtrack optics [LATTICE]``    Twiss functions along the line (periodic or from given values)
+``beamtrack convert IN OUT``        convert a lattice file to another format
 ``beamtrack backends``             list installed backends, versions and devices
+
+A lattice may be any file :func:`beamtrack.load` reads (JSON, MAD-X, Bmad, Elegant,
+PALS); its reference particle is used unless ``--species``/``--p0c`` are given.
 """
 
 from __future__ import annotations
@@ -11,25 +15,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from beamtrack import backends as backend_registry
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.crosscheck import FLOAT64_TOLERANCE, crosscheck
-from beamtrack.lattice.io import load, load_beam
+from beamtrack.lattice.io import FORMATS, format_of, load, load_beam, save
 from beamtrack.tracking.beams import gaussian_particles
 from beamtrack.tracking.particles import Particles
-from beamtrack.tracking.species import species
+from beamtrack.tracking.reference import Reference
+from beamtrack.tracking.species import electron, species
 from beamtrack.tracking.statistics import beam_statistics
 from beamtrack.tracking.stepping import METHODS
 
-DEFAULT_BEAM: dict[str, Any] = {
-    "species": "electron",
-    "p0c": 1.0e9,
-    "sigma": [5e-4, 5e-5, 5e-4, 5e-5, 1e-3, 1e-3],
-}
+#: RMS spreads of the Gaussian beam the commands track, unless a JSON lattice's
+#: ``beam`` section gives ``sigma``.
+DEFAULT_SIGMA = [5e-4, 5e-5, 5e-4, 5e-5, 1e-3, 1e-3]
+#: Reference momentum [eV] for a lattice that gives none.
+DEFAULT_P0C = 1.0e9
 
 
 def _example_lattice() -> str:
@@ -44,18 +48,29 @@ def _prepare_backends() -> None:
         backend_registry.get("jax").enable_float64()
 
 
-def _beam(path: str, args: argparse.Namespace, backend: str) -> Particles:
-    spec = dict(DEFAULT_BEAM)
-    spec.update(load_beam(path) or {})
-    if args.p0c is not None:
-        spec["p0c"] = args.p0c
-    if args.species is not None:
-        spec["species"] = args.species
+def _load(args: argparse.Namespace) -> tuple[str, Beamline]:
+    path = args.lattice or _example_lattice()
+    return path, load(path, format=args.format, sequence=args.sequence)
+
+
+def _reference(line: Beamline, args: argparse.Namespace) -> Reference:
+    """The line's reference with ``--species``/``--p0c`` applied (1 GeV/c electrons
+    where neither gives a value)."""
+    known = line.reference
+    chosen = (species(args.species) if args.species is not None
+              else known.species if known is not None else electron)
+    p0c = args.p0c if args.p0c is not None else known.p0c if known is not None else DEFAULT_P0C
+    return Reference(chosen, p0c)
+
+
+def _beam(path: str, line: Beamline, args: argparse.Namespace, backend: str) -> Particles:
+    sigma = DEFAULT_SIGMA
+    if format_of(path, args.format) == "json":
+        sigma = (load_beam(path) or {}).get("sigma", sigma)
     return gaussian_particles(
         args.particles,
-        sigma=spec["sigma"],
-        p0c=float(spec["p0c"]),
-        mc2=species(spec["species"]).mc2,
+        sigma=sigma,
+        reference=_reference(line, args),
         seed=args.seed,
         backend=backend,
     )
@@ -100,9 +115,8 @@ def _header() -> str:
 
 def cmd_track(args: argparse.Namespace) -> int:
     _prepare_backends()
-    path = args.lattice or _example_lattice()
-    line: Beamline = load(path)
-    particles = _beam(path, args, args.backend)
+    path, line = _load(args)
+    particles = _beam(path, line, args, args.backend)
     print(f"lattice {path}: {line.name}, {len(line)} elements, length "
           f"{float(np.asarray(line.length)):.4f} m")
     print(f"{args.particles} particles, backend {args.backend}, method "
@@ -120,9 +134,8 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     _prepare_backends()
-    path = args.lattice or _example_lattice()
-    line = load(path)
-    particles = _beam(path, args, "numpy")
+    path, line = _load(args)
+    particles = _beam(path, line, args, "numpy")
     methods = [args.method] if args.method else list(METHODS)
     failed = False
     print(f"lattice {path}: {len(line)} elements, {args.particles} particles, "
@@ -147,12 +160,9 @@ def cmd_optics(args: argparse.Namespace) -> int:
     from beamtrack.lattice.optics import twiss
     from beamtrack.tracking.optics import TwissInit
 
-    path = args.lattice or _example_lattice()
-    line = load(path)
-    spec = dict(DEFAULT_BEAM)
-    spec.update(load_beam(path) or {})
-    p0c = float(args.p0c if args.p0c is not None else spec["p0c"])
-    mc2 = species(args.species or spec["species"]).mc2
+    path, line = _load(args)
+    reference = _reference(line, args)
+    p0c, mc2 = reference.p0c, reference.mc2
     initial = None
     if args.beta_x is not None or args.beta_y is not None:
         if args.beta_x is None or args.beta_y is None:
@@ -183,6 +193,18 @@ def cmd_optics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    line = load(args.input, format=args.input_format, sequence=args.sequence)
+    if args.p0c is not None or args.species is not None:
+        line = line.with_reference(_reference(line, args))
+    save(line, args.output, format=args.output_format)
+    reference = line.reference
+    described = (f"{reference.species.name}, p0c {reference.p0c:g} eV" if reference is not None
+                 else "no reference particle")
+    print(f"{args.input} -> {args.output}: {line.name}, {len(line)} elements, {described}")
+    return 0
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     installed = backend_registry.available()
     print(f"{'backend':<18} {'version':<16} devices")
@@ -204,14 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    lattice_help = "lattice file: .json, MAD-X, Bmad, Elegant or PALS (default: bundled FODO)"
+
+    def lattice_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("lattice", nargs="?", help=lattice_help)
+        p.add_argument("--format", choices=list(FORMATS), default=None,
+                       help="lattice format (default: from the file extension)")
+        p.add_argument("--sequence", default=None,
+                       help="sequence or line to use (default: the file's)")
+
     def beam_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("lattice", nargs="?", help="JSON lattice file (default: bundled FODO)")
+        lattice_options(p)
         p.add_argument("--particles", type=int, default=10_000, help="number of particles")
         p.add_argument("--method", choices=METHODS, default=None,
                        help="tracking method (default: the lattice's)")
         p.add_argument("--seed", type=int, default=0, help="random seed of the beam")
-        p.add_argument("--p0c", type=float, default=None, help="reference momentum [eV]")
-        p.add_argument("--species", default=None, help="particle species (default: electron)")
+        p.add_argument("--p0c", type=float, default=None,
+                       help="reference momentum [eV] (default: the lattice's, else 1e9)")
+        p.add_argument("--species", default=None,
+                       help="particle species (default: the lattice's, else electron)")
 
     track = sub.add_parser("track", help="track a Gaussian beam and print its statistics")
     beam_options(track)
@@ -228,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_crosscheck)
 
     optics = sub.add_parser("optics", help="Twiss functions along the lattice")
-    optics.add_argument("lattice", nargs="?", help="JSON lattice file (default: bundled FODO)")
+    lattice_options(optics)
     optics.add_argument("--plot", default=None, help="write a plot of the optics to this file")
     optics.add_argument("--p0c", type=float, default=None, help="reference momentum [eV]")
     optics.add_argument("--species", default=None, help="particle species")
@@ -238,6 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("alpha-x", "alpha-y", "dx", "dpx"):
         optics.add_argument(f"--{name}", type=float, default=0.0, help="initial value")
     optics.set_defaults(func=cmd_optics)
+
+    convert = sub.add_parser("convert", help="convert a lattice file to another format")
+    convert.add_argument("input", help="lattice file to read")
+    convert.add_argument("output", help="lattice file to write (format from its extension)")
+    convert.add_argument("--from", dest="input_format", choices=list(FORMATS), default=None,
+                         help="format of the input (default: from its extension)")
+    convert.add_argument("--to", dest="output_format", choices=list(FORMATS), default=None,
+                         help="format of the output (default: from its extension)")
+    convert.add_argument("--sequence", default=None, help="sequence or line to convert")
+    convert.add_argument("--p0c", type=float, default=None,
+                         help="set the reference momentum [eV]")
+    convert.add_argument("--species", default=None, help="set the reference species")
+    convert.set_defaults(func=cmd_convert)
 
     listing = sub.add_parser("backends", help="list installed backends, versions and devices")
     listing.set_defaults(func=cmd_backends)

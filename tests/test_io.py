@@ -70,7 +70,7 @@ def document(elements):
         (document([{"kind": "Drift", "name": "d1", "length": "1"}]), ["'d1'", "length"]),
         (document([{"kind": "Drift", "name": "d", "length": {"array": [1.0]}}]), ["'d'", "dtype"]),
         (document([{"kind": "Drift", "name": "d"}, {"kind": "Marker", "name": "d"}]),
-         ["duplicate", "'d'"]),
+         ["two different definitions", "'d'"]),
     ],
 )
 def test_bad_files_raise_clear_errors(text, words):
@@ -81,5 +81,5 @@ def test_bad_files_raise_clear_errors(text, words):
 
 
 def test_non_finite_values_cannot_be_written_or_read():
-    with pytest.raises(bt.ParameterError, match="finite"):
+    with pytest.raises(bt.LatticeFileError, match="Drift .d.: parameter .length. must be finite"):
         bt.loads(document([{"kind": "Drift", "name": "d", "length": float("nan")}]))

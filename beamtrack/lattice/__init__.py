@@ -28,7 +28,12 @@ from beamtrack.lattice.elements import (
     VKicker,
     element_kind,
 )
-from beamtrack.lattice.errors import LatticeError, LatticeFileError, UnknownParameterError
+from beamtrack.lattice.errors import (
+    LatticeError,
+    LatticeFileError,
+    LatticeFileWarning,
+    UnknownParameterError,
+)
 from beamtrack.lattice.io import dumps, load, load_beam, loads, save
 from beamtrack.lattice.linear_map import LinearMap
 from beamtrack.lattice.optics import (
@@ -47,6 +52,7 @@ from beamtrack.lattice.parameters import (
     param,
 )
 from beamtrack.lattice.recording import Record, track_along
+from beamtrack.lattice.reference import Reference
 
 __all__ = [
     # Element kinds (named after Bmad's) and their registry
@@ -86,6 +92,7 @@ __all__ = [
     "Beamline",
     "Observation",
     "Record",
+    "Reference",
     "track_along",
     # First-order optics
     "TwissTable",
@@ -105,5 +112,6 @@ __all__ = [
     # Errors
     "LatticeError",
     "LatticeFileError",
+    "LatticeFileWarning",
     "UnknownParameterError",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Union
 
@@ -14,30 +15,42 @@ from beamtrack.lattice.errors import LatticeError
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
+from beamtrack.tracking.reference import Reference
 from beamtrack.tracking.stepping import METHODS
 
 Item = Union[Element, "Beamline"]
 
 
 class Beamline:
-    """An ordered sequence of elements and nested beamlines, all uniquely named.
+    """An ordered sequence of elements and nested beamlines.
 
     Parameters
     ----------
     items
         Elements and nested :class:`Beamline` objects, in beam order.
     name
-        Name of the beamline (must be unique among the names of a containing line).
+        Name of the beamline.
     method
         Default tracking method of the elements (one of
         :data:`~beamtrack.tracking.stepping.METHODS`). An element's own ``method``
         takes precedence.
+    reference
+        The reference particle the line is designed for (species and ``p0c``), or
+        ``None``. Lines read from lattice files carry the file's; :func:`twiss`,
+        :meth:`merged` and the command line use it when no ``p0c``/``mc2`` is given.
 
     Notes
     -----
     Iterating over a beamline yields its elements in tracking order, with nested lines
     flattened; ``len`` counts those elements. ``items`` holds the top-level entries.
     Beamlines are immutable: :meth:`replace` returns a new one.
+
+    A name means one definition, as in MAD-X and Bmad: the same element (or nested
+    beamline) may occur at several places, and :meth:`replace`, :meth:`parameters`,
+    :meth:`with_parameters` and gradients treat its occurrences as one. Two different
+    definitions under one name raise :class:`~beamtrack.lattice.errors.LatticeError`.
+    :meth:`occurrences` and :meth:`replace_at` address one occurrence (to misalign one
+    magnet, say).
 
     Examples
     --------
@@ -48,9 +61,15 @@ class Beamline:
     0.7
     """
 
-    __slots__ = ("_items", "_name", "_method", "_index")
+    __slots__ = ("_items", "_name", "_method", "_index", "_reference")
 
-    def __init__(self, items: Iterable[Item], name: str = "beamline", method: str = "bmad"):
+    def __init__(
+        self,
+        items: Iterable[Item],
+        name: str = "beamline",
+        method: str = "bmad",
+        reference: Reference | None = None,
+    ):
         ensure_registered()
         items = tuple(items)
         if not isinstance(name, str) or not name:
@@ -65,22 +84,14 @@ class Beamline:
                     f"Beamline {name!r}: entry {position} is a {type(item).__name__}, "
                     "not an element or a beamline"
                 )
-        index: dict[str, tuple[int, ...]] = {}
-        for position, item in enumerate(items):
-            entries = [(item.name, (position,))]
-            if isinstance(item, Beamline):
-                entries += [(n, (position, *path)) for n, path in item._index.items()]
-            for entry_name, path in entries:
-                if entry_name in index or entry_name == name:
-                    raise LatticeError(
-                        f"Beamline {name!r}: duplicate name {entry_name!r}; names of elements "
-                        "and nested beamlines must be unique"
-                    )
-                index[entry_name] = path
+        if reference is not None and not isinstance(reference, Reference):
+            raise LatticeError(f"Beamline {name!r}: reference must be a Reference, "
+                               f"got {type(reference).__name__}")
         object.__setattr__(self, "_items", items)
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "_method", method)
-        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_index", _build_index(name, items))
+        object.__setattr__(self, "_reference", reference)
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("Beamline is immutable; use .replace(...)")
@@ -95,6 +106,15 @@ class Beamline:
     def method(self) -> str:
         """Default tracking method of its elements."""
         return self._method
+
+    @property
+    def reference(self) -> Reference | None:
+        """The reference particle (species and ``p0c``), or ``None`` if not set."""
+        return self._reference
+
+    def with_reference(self, reference: Reference | None) -> Beamline:
+        """This line with ``reference`` as its reference particle."""
+        return Beamline(self._items, self._name, self._method, reference)
 
     @property
     def items(self) -> tuple[Item, ...]:
@@ -112,23 +132,104 @@ class Beamline:
         return sum(len(i) if isinstance(i, Beamline) else 1 for i in self._items)
 
     def names(self) -> list[str]:
-        """Names of the elements in tracking order (nested lines flattened)."""
+        """Names of the elements in tracking order (nested lines flattened; a name
+        occurs once per occurrence of its element)."""
         return [e.name for e in self]
 
     def __contains__(self, name: object) -> bool:
         return name in self._index
 
     def __getitem__(self, key: str | int) -> Item:
-        """Look up an element or nested beamline by name, or a top-level entry by index."""
+        """Look up an element or nested beamline by name (its definition), or a
+        top-level entry by index."""
         if isinstance(key, int):
             return self._items[key]
-        if key not in self._index:
-            raise KeyError(f"Beamline {self._name!r} has no element or beamline named {key!r}")
+        return self._at(self._paths(key)[0])
+
+    def _paths(self, name: str) -> tuple[tuple[int, ...], ...]:
+        if name not in self._index:
+            raise KeyError(f"Beamline {self._name!r} has no element or beamline named {name!r}")
+        return self._index[name]
+
+    def _at(self, path: tuple[int, ...]) -> Item:
         item: Item = self
-        for position in self._index[key]:
+        for position in path:
             assert isinstance(item, Beamline)
             item = item._items[position]
         return item
+
+    def occurrences(self, name: str) -> tuple[int, ...]:
+        """Where the element ``name`` occurs: its positions in tracking order.
+
+        Parameters
+        ----------
+        name
+            An element name (for a nested beamline, the position of its first element
+            in each of its occurrences).
+
+        Returns
+        -------
+        tuple of int
+            Indices into :meth:`names` (and into ``Observation.names``), ascending; use
+            one with :meth:`replace_at`.
+        """
+        self._paths(name)
+        return tuple(first for first, _ in self._spans()[name])
+
+    def replace_at(self, position: int, *, name: str | None = None, **params: Any) -> Beamline:
+        """A new beamline with one occurrence of an element replaced, the others kept.
+
+        Parameters
+        ----------
+        position
+            Index of the occurrence in tracking order (an index into :meth:`names`, for
+            example from :meth:`occurrences`).
+        name
+            Name of the replaced occurrence. It must differ from the definition's once
+            the parameters differ; by default ``"<name>#<k>"`` for the ``k``-th
+            occurrence (1-based) of an element that occurs several times. Nested
+            beamlines that hold the occurrence and occur several times are renamed the
+            same way, since they now differ from their other occurrences.
+        **params
+            Parameters to replace, as in :meth:`replace`.
+
+        Examples
+        --------
+        >>> import beamtrack as bt
+        >>> qf = bt.Quadrupole("qf", length=0.2, k1=1.0)
+        >>> line = bt.Beamline([qf, bt.Drift("d", length=1.0), qf])
+        >>> line.occurrences("qf")
+        (0, 2)
+        >>> line.replace_at(2, x_offset=1e-4).names()
+        ['qf', 'd', 'qf#2']
+        """
+        total = len(self)
+        if isinstance(position, bool) or not isinstance(position, int) or not (
+                -total <= position < total):
+            raise IndexError(f"Beamline {self._name!r}: position {position!r} is not an index "
+                             f"into its {total} elements")
+        return self._replace_position(position % total, name, params, self._spans())
+
+    def _replace_position(self, position: int, new_name: str | None, params: dict[str, Any],
+                          spans: dict[str, list[tuple[int, int]]], start: int = 0) -> Beamline:
+        items = list(self._items)
+        offset = start
+        for i, item in enumerate(items):
+            size = len(item) if isinstance(item, Beamline) else 1
+            if offset <= position < offset + size:
+                if isinstance(item, Beamline):
+                    replaced: Item = item._replace_position(position, new_name, params, spans,
+                                                            offset)
+                    renamed = _occurrence_name(item.name, offset, spans)
+                else:
+                    replaced = item.replace(**params) if params else item
+                    renamed = new_name or _occurrence_name(item.name, offset, spans)
+                if renamed != item.name:
+                    replaced = _renamed(replaced, renamed)
+                items[i] = replaced
+                break
+            offset += size
+        return Beamline(items, self._name, self._method, self._reference)
 
     @property
     def length(self) -> Any:
@@ -157,18 +258,28 @@ class Beamline:
                     f"Beamline {self._name!r} has no element or beamline named {name!r}")
         return self._replace_many(grouped)
 
-    def _replace_many(self, grouped: dict[str, dict[str, Any]]) -> Beamline:
-        """:meth:`_replace_grouped` after its name check."""
+    def _replace_many(self, grouped: dict[str, dict[str, Any]],
+                      done: dict[int, Item] | None = None) -> Beamline:
+        """:meth:`_replace_grouped` after its name check.
+
+        ``done`` maps ``id(item)`` to its replacement, so every occurrence of one
+        definition is replaced once and by the same object.
+        """
+        done = {} if done is None else done
         items = []
         for item in self._items:
-            if isinstance(item, Beamline):
-                inner = {k: v for k, v in grouped.items() if k in item._index}
-                if inner:
-                    item = item._replace_many(inner)
-            if item.name in grouped:
-                item = _replaced(item, grouped[item.name])
-            items.append(item)
-        return Beamline(items, self._name, self._method)
+            key = id(item)
+            if key not in done:
+                new = item
+                if isinstance(item, Beamline):
+                    inner = {k: v for k, v in grouped.items() if k in item._index}
+                    if inner:
+                        new = item._replace_many(inner, done)
+                if new.name in grouped:
+                    new = _replaced(new, grouped[new.name])
+                done[key] = new
+            items.append(done[key])
+        return Beamline(items, self._name, self._method, self._reference)
 
     # -- tracking ------------------------------------------------------------------------
     def _resolved(self, method: str | None) -> Iterator[tuple[Element, str]]:
@@ -220,13 +331,18 @@ class Beamline:
         Returns
         -------
         dict
-            ``{"qf.k1": value, ...}`` in tracking order; values as stored (numbers or
-            arrays, sequences such as ``knl`` as tuples).
+            ``{"qf.k1": value, ...}`` in tracking order, one entry per definition (an
+            element that occurs several times is one parameter); values as stored
+            (numbers or arrays, sequences such as ``knl`` as tuples).
         """
         import fnmatch
 
         out = {}
+        seen: set[str] = set()
         for element in self:
+            if element.name in seen:
+                continue
+            seen.add(element.name)
             for key, value in element.arrays().items():
                 name = f"{element.name}.{key}"
                 if pattern is None or fnmatch.fnmatchcase(name, pattern):
@@ -236,8 +352,9 @@ class Beamline:
     def with_parameters(self, values: dict[str, Any]) -> Beamline:
         """A new beamline with the given ``"element.parameter"`` values replaced.
 
-        Values may be numbers or arrays (with batch dimensions). Unknown elements or
-        parameters raise ``KeyError`` / ``UnknownParameterError``.
+        Values may be numbers or arrays (with batch dimensions); a value replaces the
+        parameter at every occurrence of the element. Unknown elements or parameters
+        raise ``KeyError`` / ``UnknownParameterError``.
         """
         grouped: dict[str, dict[str, Any]] = {}
         for key, value in values.items():
@@ -249,15 +366,16 @@ class Beamline:
 
     def merged(
         self,
-        p0c: Any,
-        mc2: Any,
+        p0c: Any = None,
+        mc2: Any = None,
         backend: str | None = None,
         method: str | None = None,
     ) -> Beamline:
         """This line with every run of consecutive ``"linear"`` elements fused into one map.
 
         See :func:`beamtrack.lattice.optics.merged` (valid for a fixed reference
-        ``p0c``, ``mc2``; observing, limiting and energy-changing elements stay in place).
+        ``p0c``, ``mc2``, by default the line's :attr:`reference`; observing, limiting
+        and energy-changing elements stay in place).
         """
         from beamtrack.lattice.optics import merged
 
@@ -328,6 +446,7 @@ class Beamline:
         weight = xp.astype(particles.alive, particles.dtype)
         readings: dict[str, Any] = {}
         images: dict[str, Any] = {}
+        spans = self._spans()
         for index, (element, element_method) in enumerate(plan):
             factor = element.survival_factor(particles)
             before = particles.alive
@@ -340,7 +459,8 @@ class Beamline:
                 weight = xp.where(before, weight * factor, weight)
             seen = element.observe(particles)
             if seen is not None:
-                (images if isinstance(element, Screen) else readings)[element.name] = seen
+                key = _occurrence_name(element.name, index, spans)
+                (images if isinstance(element, Screen) else readings)[key] = seen
         return Observation(
             particles=particles,
             lost_at=lost_at,
@@ -348,22 +468,26 @@ class Beamline:
             readings=readings,
             images=images,
             names=tuple(element.name for element, _ in plan),
-            spans=self._spans(),
+            spans=spans,
         )
 
-    def _spans(self, start: int = 0) -> dict[str, tuple[int, int]]:
-        """``{name: (first, stop)}``: tracking-order index range of every element and line."""
-        spans: dict[str, tuple[int, int]] = {}
-        position = start
-        for item in self._items:
-            if isinstance(item, Beamline):
-                inner = item._spans(position)
-                spans.update(inner)
-                position = inner[item.name][1]
-            else:
-                spans[item.name] = (position, position + 1)
-                position += 1
-        spans[self._name] = (start, position)
+    def _spans(self) -> dict[str, list[tuple[int, int]]]:
+        """``{name: [(first, stop), ...]}``: the tracking-order index range of every
+        occurrence of every element and nested line (and of the line itself)."""
+        spans: dict[str, list[tuple[int, int]]] = {}
+
+        def walk(line: Beamline, start: int) -> int:
+            position = start
+            for item in line._items:
+                if isinstance(item, Beamline):
+                    stop = walk(item, position)
+                else:
+                    stop = position + 1
+                spans.setdefault(item.name, []).append((position, stop))
+                position = stop
+            return position
+
+        spans[self._name] = [(0, walk(self, 0))]
         return spans
 
     def plan(self, method: str | None = None) -> tuple[tuple[Element, str], ...]:
@@ -395,9 +519,10 @@ class Beamline:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Beamline):
             return NotImplemented
-        return (self._name, self._method) == (other._name, other._method) and len(
+        return (self._name, self._method, self._reference) == (
+            other._name, other._method, other._reference) and len(
             self._items
-        ) == len(other._items) and all(a == b for a, b in zip(self._items, other._items))
+        ) == len(other._items) and all(a is b or a == b for a, b in zip(self._items, other._items))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -414,21 +539,88 @@ def _replaced(item: Item, params: dict[str, Any]) -> Item:
                 f"Beamline {item.name!r}: only 'method' can be replaced, not "
                 f"{', '.join(sorted(unknown))}"
             )
-        return Beamline(item._items, item._name, params.get("method", item._method))
+        return Beamline(item._items, item._name, params.get("method", item._method),
+                        item._reference)
     return item.replace(**params)
 
 
+def _renamed(item: Item, name: str) -> Item:
+    """``item`` under another name."""
+    if isinstance(item, Beamline):
+        return Beamline(item._items, name, item._method, item._reference)
+    return dataclasses.replace(item, name=name)
+
+
+def _occurrence_name(name: str, position: int, spans: dict[str, list[tuple[int, int]]]) -> str:
+    """``name`` if it occurs once, else ``"<name>#<k>"`` for the occurrence starting at
+    ``position`` (``k`` counted from 1)."""
+    starts = [first for first, _ in spans[name]]
+    return name if len(starts) == 1 else f"{name}#{starts.index(position) + 1}"
+
+
+def _same_definition(a: Item, b: Item) -> bool:
+    """Whether two items under one name are the same definition (identity first; an
+    equality that cannot be decided, such as on traced values, counts as different)."""
+    if a is b:
+        return True
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. a JAX tracer cannot be compared eagerly
+        return False
+
+
+def _build_index(name: str, items: tuple[Item, ...]) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """``{name: (path, ...)}`` for every occurrence of every element and nested line.
+
+    Raises
+    ------
+    LatticeError
+        Two different definitions share a name, or an entry has the line's own name.
+    """
+    index: dict[str, list[tuple[int, ...]]] = {}
+    first: dict[str, Item] = {}
+    for position, item in enumerate(items):
+        entries: list[tuple[str, Item, tuple[tuple[int, ...], ...]]] = [
+            (item.name, item, ((position,),))]
+        if isinstance(item, Beamline):
+            entries += [(n, item._at(paths[0]), tuple((position, *p) for p in paths))
+                        for n, paths in item._index.items()]
+        for entry_name, entry, paths in entries:
+            if entry_name == name:
+                raise LatticeError(f"Beamline {name!r}: an entry has the beamline's own name "
+                                   f"{name!r}")
+            if entry_name in first:
+                if not _same_definition(first[entry_name], entry):
+                    raise LatticeError(
+                        f"Beamline {name!r}: two different definitions named {entry_name!r}: "
+                        f"{_describe(first[entry_name])} and {_describe(entry)}; a name means "
+                        "one definition (rename one, or use replace_at)")
+            else:
+                first[entry_name] = entry
+            index.setdefault(entry_name, []).extend(paths)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+def _describe(item: Item) -> str:
+    return repr(item) if isinstance(item, Beamline) else _short(repr(item))
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _flatten_line(line: Beamline) -> tuple[tuple[Any, ...], Any]:
-    return line._items, (line._name, line._method, tuple(line._index.items()))
+    return line._items, (line._name, line._method, tuple(line._index.items()), line._reference)
 
 
 def _unflatten_line(aux: Any, items: Any) -> Beamline:
-    name, method, index = aux
+    name, method, index, reference = aux
     line = object.__new__(Beamline)
     object.__setattr__(line, "_items", tuple(items))
     object.__setattr__(line, "_name", name)
     object.__setattr__(line, "_method", method)
     object.__setattr__(line, "_index", dict(index))
+    object.__setattr__(line, "_reference", reference)
     return line
 
 
@@ -456,9 +648,11 @@ class Observation:
         final ``alive`` flags as 0/1; with ``smooth > 0``, ``sum(weight)`` is a smooth
         stand-in for the transmission whose gradient reaches upstream magnets.
     readings
-        ``{monitor name: reading (*batch, 2)}`` (x, y) [m] after the monitor.
+        ``{monitor name: reading (*batch, 2)}`` (x, y) [m] after the monitor. A
+        monitor that occurs several times has one reading per occurrence, keyed
+        ``"<name>#<k>"`` (``k`` from 1, as :meth:`Beamline.replace_at` names them).
     images
-        ``{screen name: image (*batch, ny, nx)}``.
+        ``{screen name: image (*batch, ny, nx)}``, keyed like ``readings``.
     names
         Element names in tracking order.
 
@@ -478,7 +672,7 @@ class Observation:
         readings: dict[str, Any],
         images: dict[str, Any],
         names: tuple[str, ...],
-        spans: dict[str, tuple[int, int]],
+        spans: dict[str, list[tuple[int, int]]],
     ) -> None:
         for key, value in (("particles", particles), ("lost_at", lost_at), ("weight", weight),
                            ("readings", readings), ("images", images), ("names", names),
@@ -490,22 +684,29 @@ class Observation:
 
     def index(self, name: str) -> int:
         """Index of the element ``name`` in ``names`` (the value ``lost_at`` uses)."""
-        first, stop = self._span(name)
+        spans = self._span(name)
+        first, stop = spans[0]
         if stop != first + 1 or self.names[first] != name:
             raise KeyError(f"{name!r} is a beamline, not an element; use lost_in({name!r})")
+        if len(spans) > 1:
+            raise KeyError(f"element {name!r} occurs {len(spans)} times, at "
+                           f"{[a for a, _ in spans]}; use lost_in({name!r}) for all of them")
         return first
 
-    def _span(self, name: str) -> tuple[int, int]:
+    def _span(self, name: str) -> list[tuple[int, int]]:
         if name not in self._spans:
             raise KeyError(f"no element or beamline named {name!r} was observed")
         return self._spans[name]
 
     def lost_in(self, name: str) -> Any:
         """Number of particles lost in element ``name`` (or anywhere in the nested
-        beamline ``name``), per batch entry: an integer array of shape ``(*batch)``."""
-        first, stop = self._span(name)
+        beamline ``name``), over all its occurrences, per batch entry: an integer array
+        of shape ``(*batch)``."""
         xp = self.particles.xp
-        inside = (self.lost_at >= first) & (self.lost_at < stop)
+        inside = None
+        for first, stop in self._span(name):
+            here = (self.lost_at >= first) & (self.lost_at < stop)
+            inside = here if inside is None else inside | here
         return xp.sum(xp.astype(inside, self.lost_at.dtype), axis=-1)
 
     def loss_summary(self) -> dict[str, int]:
@@ -527,7 +728,8 @@ def _flatten_observation(obs: Observation) -> tuple[tuple[Any, ...], Any]:
     children = (obs.particles, obs.lost_at, obs.weight,
                 tuple(obs.readings[k] for k in reading_names),
                 tuple(obs.images[k] for k in image_names))
-    aux = (reading_names, image_names, obs.names, tuple(obs._spans.items()))
+    aux = (reading_names, image_names, obs.names,
+           tuple((k, tuple(v)) for k, v in obs._spans.items()))
     return children, aux
 
 
@@ -536,7 +738,8 @@ def _unflatten_observation(aux: Any, children: Sequence[Any]) -> Observation:
     particles, lost_at, weight, readings, images = children
     return Observation(particles=particles, lost_at=lost_at, weight=weight,
                        readings=dict(zip(reading_names, readings)),
-                       images=dict(zip(image_names, images)), names=names, spans=dict(spans))
+                       images=dict(zip(image_names, images)), names=names,
+                       spans={k: list(v) for k, v in spans})
 
 
 register_pytree(Observation, _flatten_observation, _unflatten_observation)

@@ -1,4 +1,4 @@
-"""Errors raised for bad lattice input."""
+"""Errors and warnings raised for bad lattice input."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from beamtrack.tracking.errors import ParameterError
 
 
 class LatticeError(ValueError):
-    """A beamline is inconsistent (duplicate names, unknown element, bad nesting)."""
+    """A beamline is inconsistent (two definitions under one name, unknown element,
+    bad nesting)."""
 
 
 class UnknownParameterError(ParameterError, TypeError):
@@ -14,4 +15,39 @@ class UnknownParameterError(ParameterError, TypeError):
 
 
 class LatticeFileError(LatticeError):
-    """A lattice file cannot be read (syntax, format version, unknown element kind)."""
+    """A lattice file cannot be read (syntax, format version, unknown element kind).
+
+    Parameters
+    ----------
+    message
+        What is wrong, without the location.
+    file
+        Path (or ``"<string>"``) of the file being read.
+    line, column
+        1-based position of the offending text, where known.
+
+    Notes
+    -----
+    ``str(error)`` is ``"file:line:column: message"`` (the parts that are known), the
+    form compilers and editors understand. The parts are kept as attributes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        location = ":".join(str(part) for part in (file, line, column) if part is not None)
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class LatticeFileWarning(UserWarning):
+    """A lattice file holds something beamtrack skips or approximates (an unsupported
+    statement, element kind or parameter); the message names it and its location."""

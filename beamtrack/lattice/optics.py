@@ -20,9 +20,21 @@ from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.species import electron
 
-#: Default reference of optics calculations: 1 GeV/c electrons. Magnetic optics with
-#: normalised strengths do not depend on it; ``R56`` and cavities do.
+#: Default reference of optics calculations on a line without a
+#: :attr:`~beamtrack.lattice.beamline.Beamline.reference`: 1 GeV/c electrons. Magnetic
+#: optics with normalised strengths do not depend on it; ``R56`` and cavities do.
 DEFAULT_P0C = 1.0e9
+
+
+def reference_of(line: Beamline, p0c: Any = None, mc2: Any = None) -> tuple[Any, Any]:
+    """``(p0c, mc2)`` [eV]: the given values, else the line's reference, else 1 GeV/c
+    electrons (:data:`DEFAULT_P0C`)."""
+    reference = line.reference
+    if p0c is None:
+        p0c = reference.p0c if reference is not None else DEFAULT_P0C
+    if mc2 is None:
+        mc2 = reference.mc2 if reference is not None else electron.mc2
+    return p0c, mc2
 
 
 def _arrays_in(line: Beamline) -> list[Any]:
@@ -59,8 +71,8 @@ def _split(out: Particles) -> tuple[Any, Any]:
 
 def element_maps(
     line: Beamline,
-    p0c: Any = DEFAULT_P0C,
-    mc2: Any = electron.mc2,
+    p0c: Any = None,
+    mc2: Any = None,
     backend: str | None = None,
     strict: bool = True,
 ) -> Iterator[tuple[Element, Any, Any, Particles]]:
@@ -74,6 +86,7 @@ def element_maps(
     unit vectors and the reference orbit (linear maps are affine, so this is exact);
     ``probe`` is the probe record after the element (its ``s`` and ``p0c``).
     """
+    p0c, mc2 = reference_of(line, p0c, mc2)
     probe = reference_particles(p0c, mc2, backend or infer_backend(line))
     for element in line:
         if element.method not in (None, "linear"):
@@ -102,9 +115,11 @@ def compose(maps: list[tuple[Any, Any]]) -> tuple[Any, Any]:
 
 
 def transfer_map(
-    line: Beamline, p0c: Any = DEFAULT_P0C, mc2: Any = electron.mc2, backend: str | None = None
+    line: Beamline, p0c: Any = None, mc2: Any = None, backend: str | None = None
 ) -> tuple[Any, Any]:
     """First-order map ``(R, c)`` of the whole beamline: the product of the element maps.
+
+    ``p0c`` and ``mc2`` [eV] default to the line's reference (else 1 GeV/c electrons).
 
     ``R`` has shape ``(*batch, 6, 6)``, ``c`` shape ``(*batch, 6)``; ``R56`` follows
     Bmad's sign (``z = -beta c dt``: a higher-momentum particle moves ahead, so a drift
@@ -152,8 +167,8 @@ def twiss(
     line: Beamline,
     initial: TwissInit | None = None,
     *,
-    p0c: Any = DEFAULT_P0C,
-    mc2: Any = electron.mc2,
+    p0c: Any = None,
+    mc2: Any = None,
     backend: str | None = None,
 ) -> TwissTable:
     """Twiss functions along ``line``.
@@ -168,7 +183,9 @@ def twiss(
         of the line taken as a ring or a periodic cell, and fills ``tune_x`` and
         ``tune_y`` (total phase advance over 2 pi).
     p0c, mc2
-        Reference momentum and rest energy [eV] (matter for R56 and cavities only).
+        Reference momentum and rest energy [eV] (matter for R56 and cavities only);
+        by default the line's :attr:`~beamtrack.lattice.beamline.Beamline.reference`,
+        else 1 GeV/c electrons.
     backend
         Where to compute; by default the backend of array-valued initial conditions
         or element parameters, else NumPy.
@@ -204,8 +221,8 @@ def twiss(
 
 def merged(
     line: Beamline,
-    p0c: Any = DEFAULT_P0C,
-    mc2: Any = electron.mc2,
+    p0c: Any = None,
+    mc2: Any = None,
     backend: str | None = None,
     method: str | None = None,
 ) -> Beamline:
@@ -227,38 +244,50 @@ def merged(
         The beamline.
     p0c, mc2
         Reference momentum and rest energy [eV] of the particles that will be tracked
-        (the maps depend on them through ``R56``).
+        (the maps depend on them through ``R56``); by default the line's reference,
+        else 1 GeV/c electrons.
     backend
         Backend of the fused matrices (default: inferred from the line, else NumPy).
     method
         The tracking method the line will be tracked with (as in :meth:`Beamline.track`).
     """
     backend = backend or infer_backend(line)
-    maps = {id(e): (r, c, probe)
-            for e, r, c, probe in element_maps(line, p0c, mc2, backend, strict=False)}
+    maps = [(r, c) for _, r, c, _ in element_maps(line, p0c, mc2, backend, strict=False)]
     items: list[Element] = []
-    run: list[Element] = []
+    run: list[tuple[int, Element]] = []
+    fused_names: dict[str, int] = {}
+    renamed: dict[tuple[int, str], Element] = {}
+
+    def with_method(element: Element, chosen: str) -> Element:
+        # one object per definition, so repeated elements stay one definition
+        key = (id(element), chosen)
+        if key not in renamed:
+            renamed[key] = element.replace(method=chosen)
+        return renamed[key]
 
     def flush() -> None:
         if len(run) == 1:
-            items.append(run[0].replace(method="linear"))
+            items.append(with_method(run[0][1], "linear"))
         elif run:
-            r, c = compose([maps[id(e)][:2] for e in run])
+            r, c = compose([maps[i] for i, _ in run])
             length: Any = 0.0
-            for e in run:
+            for _, e in run:
                 length = length + e.path_length
-            items.append(LinearMap(f"{run[0].name}..{run[-1].name}", r=r, c=c, length=length,
-                                   method="linear"))
+            name = f"{run[0][1].name}..{run[-1][1].name}"
+            count = fused_names[name] = fused_names.get(name, 0) + 1
+            items.append(LinearMap(name if count == 1 else f"{name}#{count}", r=r, c=c,
+                                   length=length, method="linear"))
         run.clear()
 
-    for element, effective in line.plan(method):
+    for position, (element, effective) in enumerate(line.plan(method)):
         if effective == "linear" and element.has_body and element.mergeable:
-            run.append(element)
+            run.append((position, element))
             continue
         flush()
-        items.append(element if element.method else element.replace(method=effective))
+        items.append(element if element.method else with_method(element, effective))
     flush()
-    return Beamline(items, name=line.name, method=method or line.method)
+    return Beamline(items, name=line.name, method=method or line.method,
+                    reference=line.reference)
 
 
 def track_parameter_beam(

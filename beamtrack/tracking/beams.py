@@ -20,6 +20,7 @@ import numpy as np
 from beamtrack.backends import get
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.particles import Particles
+from beamtrack.tracking.reference import Reference
 
 #: Distributions :func:`from_twiss` can draw.
 DISTRIBUTIONS = ("gaussian", "uniform", "waterbag", "kv")
@@ -58,6 +59,25 @@ def unit_samples(n: int, distribution: str, seed: int) -> np.ndarray:
     return np.concatenate([radius * direction, normal[4:]], axis=0)
 
 
+def reference_fields(p0c: Any, mc2: Any, reference: Reference | None,
+                     where: str) -> tuple[Any, Any]:
+    """``(p0c, mc2)`` [eV]: those given, else those of ``reference``.
+
+    Raises
+    ------
+    ParameterError
+        Neither the value nor a reference is given.
+    """
+    if reference is not None:
+        p0c = reference.p0c if p0c is None else p0c
+        mc2 = reference.mc2 if mc2 is None else mc2
+    missing = [k for k, v in (("p0c", p0c), ("mc2", mc2)) if v is None]
+    if missing:
+        raise ParameterError(f"{where}: give {' and '.join(missing)} [eV], or reference= "
+                             "(for example a loaded line's line.reference)")
+    return p0c, mc2
+
+
 def _geometric_emittance(
     geometric: Any, normalized: Any, p0c: Any, mc2: Any, plane: str
 ) -> Any:
@@ -75,8 +95,9 @@ def from_twiss(
     *,
     beta_x: Any,
     beta_y: Any,
-    p0c: Any,
-    mc2: Any,
+    p0c: Any = None,
+    mc2: Any = None,
+    reference: Reference | None = None,
     alpha_x: Any = 0.0,
     alpha_y: Any = 0.0,
     emittance_x: Any = None,
@@ -110,7 +131,10 @@ def from_twiss(
     beta_x, beta_y
         Beta functions [m].
     p0c, mc2
-        Reference momentum and rest energy [eV].
+        Reference momentum and rest energy [eV]; by default those of ``reference``.
+    reference
+        A :class:`~beamtrack.tracking.reference.Reference` (e.g. a loaded line's
+        ``line.reference``) for ``p0c`` and ``mc2`` not given.
     alpha_x, alpha_y
         Alpha functions.
     emittance_x, emittance_y
@@ -139,6 +163,7 @@ def from_twiss(
         broadcast in front).
     """
     n = _check_n(n, "from_twiss")
+    p0c, mc2 = reference_fields(p0c, mc2, reference, "from_twiss")
     target = get(backend)
     unit = target.asarray(unit_samples(n, distribution, seed), dtype=dtype, device=device)
     xp = array_api_compat.array_namespace(unit)
@@ -193,8 +218,9 @@ def from_covariance(
     n: int,
     *,
     covariance: Any,
-    p0c: Any,
-    mc2: Any,
+    p0c: Any = None,
+    mc2: Any = None,
+    reference: Reference | None = None,
     mean: Sequence[float] | Any | None = None,
     seed: int = 0,
     backend: str = "numpy",
@@ -208,9 +234,10 @@ def from_covariance(
     ``L`` with ``L L^T = covariance`` comes from an eigen-decomposition on the host, so
     positive semi-definite matrices (e.g. zero energy spread) work. For a backend array
     (differentiable), ``L`` is its Cholesky factor, which needs a positive-definite
-    matrix.
+    matrix. ``p0c`` and ``mc2`` [eV] default to those of ``reference``.
     """
     n = _check_n(n, "from_covariance")
+    p0c, mc2 = reference_fields(p0c, mc2, reference, "from_covariance")
     target = get(backend)
     unit = target.asarray(unit_samples(n, "gaussian", seed), dtype=dtype, device=device)
     xp = array_api_compat.array_namespace(unit)
@@ -240,8 +267,9 @@ def gaussian_particles(
     n: int,
     *,
     sigma: Sequence[float],
-    p0c: float,
-    mc2: float,
+    p0c: float | None = None,
+    mc2: float | None = None,
+    reference: Reference | None = None,
     mean: Sequence[float] | None = None,
     seed: int = 0,
     backend: str = "numpy",
@@ -257,7 +285,10 @@ def gaussian_particles(
     sigma
         RMS spreads of ``x [m], px, y [m], py, z [m], pz``.
     p0c, mc2
-        Reference momentum and rest energy [eV].
+        Reference momentum and rest energy [eV]; by default those of ``reference``.
+    reference
+        A :class:`~beamtrack.tracking.reference.Reference` (e.g. a loaded line's
+        ``line.reference``) for ``p0c`` and ``mc2`` not given.
     mean
         Centroid of the six coordinates (zero by default).
     seed
@@ -266,6 +297,7 @@ def gaussian_particles(
         Where the particles live (float64 by default).
     """
     n = _check_n(n, "gaussian_particles")
+    p0c, mc2 = reference_fields(p0c, mc2, reference, "gaussian_particles")
     sigma_arr = np.asarray(sigma, dtype=np.float64)
     mean_arr = np.zeros(6) if mean is None else np.asarray(mean, dtype=np.float64)
     if sigma_arr.shape != (6,) or mean_arr.shape != (6,):

@@ -14,6 +14,8 @@ ELECTRON_MC2 = 510998.95069
 PROTON_MC2 = 938272089.43
 #: Deuteron rest energy [eV] (CODATA 2022).
 DEUTERON_MC2 = 1875612945.0
+#: Muon rest energy [eV] (CODATA 2022).
+MUON_MC2 = 105658375.5
 #: Atomic mass unit times c^2 [eV] (CODATA 2022).
 ATOMIC_MASS_UNIT_MC2 = 931494102.42
 
@@ -60,9 +62,11 @@ positron = Species("positron", ELECTRON_MC2, 1.0)
 proton = Species("proton", PROTON_MC2, 1.0)
 antiproton = Species("antiproton", PROTON_MC2, -1.0)
 deuteron = Species("deuteron", DEUTERON_MC2, 1.0)
+muon = Species("muon", MUON_MC2, -1.0)
+antimuon = Species("antimuon", MUON_MC2, 1.0)
 
 SPECIES: dict[str, Species] = {
-    s.name: s for s in (electron, positron, proton, antiproton, deuteron)
+    s.name: s for s in (electron, positron, proton, antiproton, deuteron, muon, antimuon)
 }
 
 

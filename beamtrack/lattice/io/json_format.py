@@ -5,7 +5,9 @@ A file holds one beamline::
     {
       "format": "beamtrack-lattice",
       "version": 1,
-      "beam": {"species": "electron", "p0c": 1e9},        (optional, used by the CLI)
+      "reference": {"species": "electron", "mc2": 510998.95069, "charge": -1.0,
+                    "p0c": 1e9},                         (optional: line.reference)
+      "beam": {"sigma": [...]},                          (optional, used by the CLI)
       "beamline": {
         "kind": "Beamline", "name": "fodo", "method": "bmad",
         "elements": [
@@ -21,6 +23,11 @@ written with Python's shortest round-trip representation, so ``loads(dumps(line)
 reproduces every float exactly. Array parameters are written as
 ``{"array": [...], "dtype": "float64"}`` and read back as NumPy arrays (move them to
 another backend with that backend's ``asarray``).
+
+An element that occurs several times in the line is written in full at each place
+(the file stays explicit); reading gives one definition again, since equal elements
+under one name are one definition. Files of the first layout, with ``species`` and
+``p0c`` in the ``beam`` section, still read: those give the reference.
 """
 
 from __future__ import annotations
@@ -35,7 +42,10 @@ import numpy as np
 from beamtrack.backends import backend_of
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.elements import ELEMENT_KINDS, Element
-from beamtrack.lattice.errors import LatticeFileError
+from beamtrack.lattice.errors import LatticeError, LatticeFileError
+from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.reference import Reference
+from beamtrack.tracking.species import SPECIES, Species
 
 FORMAT = "beamtrack-lattice"
 VERSION = 1
@@ -86,12 +96,25 @@ def to_dict(item: Element | Beamline) -> dict[str, Any]:
     return out
 
 
-def from_dict(data: dict[str, Any]) -> Element | Beamline:
+def from_dict(data: dict[str, Any], seen: dict[str, Element | Beamline] | None = None
+              ) -> Element | Beamline:
     """Inverse of :func:`to_dict`.
 
     Parameters not declared by the element's kind raise
-    :class:`~beamtrack.lattice.errors.UnknownParameterError`.
+    :class:`~beamtrack.lattice.errors.UnknownParameterError`. ``seen`` maps names to
+    items already read: an equal item under a seen name is that same object (one
+    definition).
     """
+    seen = {} if seen is None else seen
+    item = _from_dict(data, seen)
+    known = seen.get(item.name)
+    if known is not None and type(known) is type(item) and known == item:
+        return known
+    seen.setdefault(item.name, item)
+    return item
+
+
+def _from_dict(data: dict[str, Any], seen: dict[str, Element | Beamline]) -> Element | Beamline:
     if not isinstance(data, dict):
         raise LatticeFileError(f"expected an element object, got {type(data).__name__}")
     data = dict(data)
@@ -102,7 +125,8 @@ def from_dict(data: dict[str, Any]) -> Element | Beamline:
         if not isinstance(elements, list):
             raise LatticeFileError(f"beamline {name!r}: 'elements' must be a list")
         return Beamline(
-            [from_dict(e) for e in elements], name=name, method=data.get("method", "bmad")
+            [from_dict(e, seen) for e in elements], name=name,
+            method=data.get("method", "bmad")
         )
     if kind not in ELEMENT_KINDS:
         raise LatticeFileError(
@@ -113,9 +137,35 @@ def from_dict(data: dict[str, Any]) -> Element | Beamline:
     return ELEMENT_KINDS[kind](**params)
 
 
+def reference_to_dict(reference: Reference) -> dict[str, Any]:
+    """The JSON-ready dictionary of a reference particle."""
+    species = reference.species
+    return {"species": species.name, "mc2": species.mc2, "charge": species.charge,
+            "p0c": reference.p0c}
+
+
+def reference_from_dict(data: Any, source: str) -> Reference:
+    """Inverse of :func:`reference_to_dict` (``mc2`` and ``charge`` may be left out
+    for a known species)."""
+    if not isinstance(data, dict) or not isinstance(data.get("species"), str):
+        raise LatticeFileError("'reference' must be an object with a 'species' name",
+                               file=source)
+    name = data["species"]
+    try:
+        if "mc2" in data or name not in SPECIES:
+            species = Species(name, data.get("mc2"), data.get("charge"))
+        else:
+            species = SPECIES[name]
+        return Reference(species, data.get("p0c"))
+    except (ValueError, TypeError, ParameterError) as exc:
+        raise LatticeFileError(f"bad reference: {exc}", file=source) from None
+
+
 def dumps(line: Beamline, beam: dict[str, Any] | None = None) -> str:
     """Serialise a beamline (and optionally a beam description) to JSON text."""
     document: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    if line.reference is not None:
+        document["reference"] = reference_to_dict(line.reference)
     if beam is not None:
         document["beam"] = beam
     document["beamline"] = to_dict(line)
@@ -126,23 +176,41 @@ def _document(text: str, source: str) -> dict[str, Any]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise LatticeFileError(f"{source}: not valid JSON ({exc})") from exc
+        raise LatticeFileError(f"not valid JSON ({exc.msg})", file=source, line=exc.lineno,
+                               column=exc.colno) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise LatticeFileError(f"{source}: not a beamtrack lattice (missing 'format': '{FORMAT}')")
+        raise LatticeFileError(f"not a beamtrack lattice (missing 'format': '{FORMAT}')",
+                               file=source)
     if document.get("version") != VERSION:
         raise LatticeFileError(
-            f"{source}: unsupported format version {document.get('version')!r} "
-            f"(this beamtrack reads version {VERSION})"
+            f"unsupported format version {document.get('version')!r} "
+            f"(this beamtrack reads version {VERSION})", file=source
         )
     return document
 
 
 def loads(text: str, source: str = "<string>") -> Beamline:
-    """Read a beamline from JSON text."""
-    line = from_dict(_document(text, source).get("beamline"))
+    """Read a beamline, with its reference if the file has one, from JSON text."""
+    document = _document(text, source)
+    try:
+        line = from_dict(document.get("beamline"))
+    except LatticeFileError as exc:
+        if exc.file is None:
+            raise LatticeFileError(exc.message, file=source) from None
+        raise
+    except (LatticeError, ParameterError) as exc:
+        raise LatticeFileError(str(exc), file=source) from None
     if not isinstance(line, Beamline):
-        raise LatticeFileError(f"{source}: 'beamline' must be of kind Beamline")
-    return line
+        raise LatticeFileError("'beamline' must be of kind Beamline", file=source)
+    reference = None
+    if "reference" in document:
+        reference = reference_from_dict(document["reference"], source)
+    else:
+        beam = document.get("beam")
+        if isinstance(beam, dict) and "species" in beam and "p0c" in beam:
+            reference = reference_from_dict({"species": beam["species"], "p0c": beam["p0c"]},
+                                            source)
+    return line.with_reference(reference) if reference is not None else line
 
 
 def save(line: Beamline, path: str | os.PathLike[str], beam: dict[str, Any] | None = None) -> None:
@@ -151,8 +219,13 @@ def save(line: Beamline, path: str | os.PathLike[str], beam: dict[str, Any] | No
         handle.write(dumps(line, beam) + "\n")
 
 
-def load(path: str | os.PathLike[str]) -> Beamline:
-    """Read a beamline from a JSON lattice file."""
+def load(path: str | os.PathLike[str], *, sequence: str | None = None,
+         root: str | os.PathLike[str] | None = None) -> Beamline:
+    """Read a beamline from a JSON lattice file (``sequence`` and ``root`` are accepted
+    for the common reader interface and must be ``None``: a file holds one line)."""
+    if sequence is not None:
+        raise LatticeFileError("a JSON lattice file holds one beamline; sequence= does not apply",
+                               file=os.fspath(path))
     with open(path, encoding="utf-8") as handle:
         return loads(handle.read(), source=os.fspath(path))
 
