@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import beamtrack as bt
 from beamtrack.lattice.io import load_beam
@@ -83,3 +85,59 @@ def test_bad_files_raise_clear_errors(text, words):
 def test_non_finite_values_cannot_be_written_or_read():
     with pytest.raises(bt.LatticeFileError, match="Drift .d.: parameter .length. must be finite"):
         bt.loads(document([{"kind": "Drift", "name": "d", "length": float("nan")}]))
+
+
+_JUNK = [None, True, -1, 0, 10**400, 1e308, "x", "Beamline", [], {}, [1, 2],
+         {"array": [1.0], "dtype": "float64"}, {"array": "a", "dtype": "-1"}]
+
+
+def _mutated(document, choices):
+    """``document`` with values replaced, keys deleted or added along random paths."""
+    import copy
+
+    document = copy.deepcopy(document)
+    for path, action, junk in choices:
+        node = document
+        for step in path:
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                break
+            key = keys[step % len(keys)]
+            if not isinstance(node[key], (dict, list)) or action == "replace":
+                if action == "delete" and isinstance(node, dict):
+                    del node[key]
+                else:
+                    node[key] = copy.deepcopy(junk)
+                break
+            node = node[key]
+        else:
+            if isinstance(node, dict):
+                node[["kind", "name", "method", "elements", "k1", "zz"][junk.__hash__() % 6
+                      if isinstance(junk, (int, str)) else 0]] = copy.deepcopy(junk)
+    return document
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 50), min_size=1, max_size=6),
+                          st.sampled_from(["replace", "delete", "descend"]),
+                          st.sampled_from(_JUNK)), min_size=1, max_size=3))
+def test_mutated_json_files_raise_only_lattice_file_errors(choices):
+    import warnings
+
+    base = json.loads(bt.dumps(bt.load(bt.EXAMPLE_LATTICE)))
+    text = json.dumps(_mutated(base, choices))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            bt.loads(text)
+        except bt.LatticeFileError as exc:
+            assert exc.file == "<string>"
+
+
+def test_binary_and_deeply_nested_json_files(tmp_path):
+    binary = tmp_path / "noise.json"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(bt.LatticeFileError, match="not UTF-8"):
+        bt.load(binary)
+    with pytest.raises(bt.LatticeFileError, match="nested too deeply|not valid JSON"):
+        bt.loads("[" * 100_000 + "]" * 100_000)

@@ -43,8 +43,11 @@ class Reference:
             raise ParameterError(f"parameter 'species' must be a Species, got {self.species!r}",
                                  element="Reference")
         p0c = self.p0c
-        if isinstance(p0c, bool) or not isinstance(p0c, (int, float)) or not (
-                math.isfinite(p0c) and p0c > 0):
+        try:
+            finite = math.isfinite(p0c) and p0c > 0
+        except (TypeError, OverflowError):
+            finite = False
+        if isinstance(p0c, bool) or not isinstance(p0c, (int, float)) or not finite:
             raise ParameterError(f"parameter 'p0c' must be a positive finite number of eV, "
                                  f"got {p0c!r}", element="Reference")
         object.__setattr__(self, "p0c", float(p0c))

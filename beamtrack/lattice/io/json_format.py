@@ -157,7 +157,7 @@ def reference_from_dict(data: Any, source: str) -> Reference:
         else:
             species = SPECIES[name]
         return Reference(species, data.get("p0c"))
-    except (ValueError, TypeError, ParameterError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise LatticeFileError(f"bad reference: {exc}", file=source) from None
 
 
@@ -178,6 +178,8 @@ def _document(text: str, source: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise LatticeFileError(f"not valid JSON ({exc.msg})", file=source, line=exc.lineno,
                                column=exc.colno) from None
+    except RecursionError:
+        raise LatticeFileError("nested too deeply to be a lattice", file=source) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise LatticeFileError(f"not a beamtrack lattice (missing 'format': '{FORMAT}')",
                                file=source)
@@ -200,6 +202,10 @@ def loads(text: str, source: str = "<string>") -> Beamline:
         raise
     except (LatticeError, ParameterError) as exc:
         raise LatticeFileError(str(exc), file=source) from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        # a value of the wrong JSON type where an element expects another
+        raise LatticeFileError(f"malformed beamline ({type(exc).__name__}: {exc})",
+                               file=source) from None
     if not isinstance(line, Beamline):
         raise LatticeFileError("'beamline' must be of kind Beamline", file=source)
     reference = None
@@ -226,11 +232,26 @@ def load(path: str | os.PathLike[str], *, sequence: str | None = None,
     if sequence is not None:
         raise LatticeFileError("a JSON lattice file holds one beamline; sequence= does not apply",
                                file=os.fspath(path))
-    with open(path, encoding="utf-8") as handle:
-        return loads(handle.read(), source=os.fspath(path))
+    return loads(read_text(path), source=os.fspath(path))
 
 
 def load_beam(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The optional ``beam`` section of a lattice file (``None`` if absent)."""
-    with open(path, encoding="utf-8") as handle:
-        return _document(handle.read(), os.fspath(path)).get("beam")
+    return _document(read_text(path), os.fspath(path)).get("beam")
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The text of a lattice file (UTF-8).
+
+    Raises
+    ------
+    LatticeFileError
+        The file is not UTF-8 text (a binary file, say).
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LatticeFileError(f"not UTF-8 text (byte {exc.start}: {data[exc.start]:#04x})",
+                               file=os.fspath(path)) from None
