@@ -52,6 +52,7 @@ from beamtrack.lattice import (
     transfer_map,
     twiss,
 )
+from beamtrack.lattice.io import load_particles, save_particles
 from beamtrack.tracking import (
     COORDINATES,
     ParameterError,
@@ -145,8 +146,10 @@ __all__ = [
     "EXAMPLE_LATTICE",
     "dumps",
     "load",
+    "load_particles",
     "loads",
     "save",
+    "save_particles",
     # Errors
     "LatticeError",
     "LatticeFileError",

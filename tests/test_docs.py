@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+PAGES = (sorted((ROOT / "docs").glob("*.md")) + sorted((ROOT / "docs" / "formats").glob("*.md"))
+         + [ROOT / "README.md"])
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

@@ -109,3 +109,78 @@ def from_cheetah(
     p0c_n, mc2_n = _reference(ref)
     pz = _pz_from_energy_deviation(delta, p0c_n, mc2_n)
     return ref.replace(z=-tau * beta(pz, p0c_n, mc2_n), pz=pz)
+
+
+# -- openPMD-beamphysics: absolute momenta and time -------------------------------------
+#: Speed of light in vacuum [m/s] (exact, SI).
+C_LIGHT = 299792458.0
+
+
+def to_openpmd(p: Particles, *, t_ref: Any = 0.0) -> dict[str, Any]:
+    """Absolute coordinates of the openPMD beamphysics extension at a fixed ``s``.
+
+    ``x, y`` [m] are unchanged; ``px, py, pz`` are the momentum components times c
+    [eV]: ``P_x c = px p0c``, ``P_y c = py p0c`` and
+    ``P_s c = p0c sqrt((1+pz)^2 - px^2 - py^2)`` (0 where that square is negative,
+    which only a lost particle can hold); ``t = t_ref - z / (beta c)`` [s] is each
+    particle's arrival time at the plane ``s``, with ``beta`` from ``pz``.
+
+    Parameters
+    ----------
+    p
+        Particles (any backend, any batch shape).
+    t_ref
+        Arrival time of the reference particle [s].
+
+    Returns
+    -------
+    dict
+        ``x, y, px, py, pz, t`` arrays of shape ``(*batch, n)`` of the particles'
+        backend.
+    """
+    xp = _xp(p.coords)
+    p0c, mc2 = _reference(p)
+    ps2 = (1.0 + p.pz) ** 2 - p.px * p.px - p.py * p.py
+    ps = xp.sqrt(xp.where(ps2 > 0.0, ps2, 0.0 * ps2))
+    t = t_ref - p.z / (beta(p.pz, p0c, mc2) * C_LIGHT)
+    return {"x": p.x, "y": p.y, "px": p.px * p0c, "py": p.py * p0c, "pz": ps * p0c, "t": t}
+
+
+def from_openpmd(
+    x: Any, px: Any, y: Any, py: Any, pz: Any, t: Any, *, p0c: Any, mc2: Any,
+    t_ref: Any = 0.0, s: Any = 0.0, alive: Any = None,
+) -> Particles:
+    """Particles from absolute coordinates at a fixed ``s`` (inverse of :func:`to_openpmd`).
+
+    Parameters
+    ----------
+    x, y
+        Transverse positions [m].
+    px, py, pz
+        Momentum components times c [eV] (``pz`` along ``s``).
+    t
+        Arrival times at the plane ``s`` [s].
+    p0c
+        Reference momentum times c [eV].
+    mc2
+        Rest energy [eV].
+    t_ref
+        Arrival time of the reference particle [s]: ``z = -beta c (t - t_ref)``.
+    s
+        Position of the plane [m].
+    alive
+        Survival mask; all alive by default.
+
+    Returns
+    -------
+    Particles
+        Bmad coordinates: ``px = P_x/P0``, ``py = P_y/P0``, ``pz = (P - P0)/P0`` with
+        ``P = |(P_x, P_y, P_s)|``.
+    """
+    xp = _xp(x)
+    ref = Particles(x, px, y, py, t, pz, p0c=p0c, mc2=mc2, s=s, alive=alive)
+    p0c_n, mc2_n = _reference(ref)
+    pc = xp.sqrt(ref.px * ref.px + ref.py * ref.py + ref.pz * ref.pz)
+    delta = (pc - p0c_n) / p0c_n
+    z = -beta(delta, p0c_n, mc2_n) * C_LIGHT * (ref.z - t_ref)
+    return ref.replace(px=ref.px / p0c_n, py=ref.py / p0c_n, z=z, pz=delta)

@@ -24,6 +24,7 @@ from typing import Any
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.errors import LatticeFileError
 from beamtrack.lattice.io.json_format import dumps, load_beam, loads
+from beamtrack.lattice.io.openpmd import load_particles, save_particles
 
 #: ``{format: (module, extensions, writable)}``; longer extensions are tried first.
 FORMATS: dict[str, tuple[str, tuple[str, ...], bool]] = {
@@ -131,4 +132,5 @@ def save(line: Beamline, path: str | os.PathLike[str], *, format: str | None = N
     _module(chosen).save(line, path, **options)
 
 
-__all__ = ["FORMATS", "dumps", "format_of", "load", "load_beam", "loads", "save"]
+__all__ = ["FORMATS", "dumps", "format_of", "load", "load_beam", "load_particles", "loads",
+           "save", "save_particles"]
