@@ -14,6 +14,7 @@ from beamtrack.lattice import (
     CrabCavity,
     Custom,
     Deviation,
+    DipoleEdge,
     Drift,
     Element,
     HKicker,
@@ -53,6 +54,8 @@ from beamtrack.lattice import (
     twiss,
 )
 from beamtrack.lattice.io import load_particles, save_particles
+from beamtrack.lattice.io.cheetah import from_cheetah, to_cheetah
+from beamtrack.lattice.io.xsuite import from_xsuite, to_xsuite
 from beamtrack.tracking import (
     COORDINATES,
     ParameterError,
@@ -77,8 +80,10 @@ from beamtrack.tracking.parameter_beam import ParameterBeam
 
 __version__ = "0.1.0"
 
+#: Folder of the bundled example lattices (``fodo.json``, ``fodo.madx``).
+EXAMPLES = _files("beamtrack") / "examples"
 #: Path of the bundled example FODO lattice (used by ``beamtrack track`` without a file).
-EXAMPLE_LATTICE = _files("beamtrack") / "examples" / "fodo.json"
+EXAMPLE_LATTICE = EXAMPLES / "fodo.json"
 
 __all__ = [
     # Particles, species and beams
@@ -107,6 +112,7 @@ __all__ = [
     "Collimator",
     "CrabCavity",
     "Custom",
+    "DipoleEdge",
     "Drift",
     "Element",
     "HKicker",
@@ -143,6 +149,7 @@ __all__ = [
     "Deviation",
     "crosscheck",
     # Lattice files
+    "EXAMPLES",
     "EXAMPLE_LATTICE",
     "dumps",
     "load",
@@ -150,6 +157,11 @@ __all__ = [
     "loads",
     "save",
     "save_particles",
+    # Converters to and from other codes (each imports its code only when called)
+    "from_cheetah",
+    "from_xsuite",
+    "to_cheetah",
+    "to_xsuite",
     # Errors
     "LatticeError",
     "LatticeFileError",

@@ -271,10 +271,10 @@ def exact_body_reference(row, length, angle, p0c, mc2, k1=0.0):
     return _integrate(rhs, row, length)
 
 
-def paraxial_body_reference(row, length, angle, k1, p0c, mc2):
-    """The paraxial Hamiltonian of Bmad's combined-function body:
-    x' = px/(1+pz), px' = g pz - (g^2 + k1) x, y' = py/(1+pz), py' = k1 y,
-    z' = -g x - (x'^2 + y'^2)/2 + beta/beta0 - 1."""
+def paraxial_body_reference(row, length, angle, k1, p0c, mc2, dg=0.0):
+    """The paraxial Hamiltonian of Bmad's combined-function body (field curvature
+    g + dg): x' = px/(1+pz), px' = g pz - dg - (g (g + dg) + k1) x, y' = py/(1+pz),
+    py' = k1 y, z' = -g x - (x'^2 + y'^2)/2 + beta/beta0 - 1."""
     g = angle / length
     pz = row[5]
     rel = 1 + pz
@@ -283,7 +283,7 @@ def paraxial_body_reference(row, length, angle, k1, p0c, mc2):
     def rhs(_, v):
         x, px, y, py, _z = v
         xs, ys = px / rel, py / rel
-        return [xs, g * pz - (g * g + k1) * x, ys, k1 * y,
+        return [xs, g * pz - dg - (g * (g + dg) + k1) * x, ys, k1 * y,
                 -g * x - (xs * xs + ys * ys) / 2 + dbeta]
 
     return _integrate(rhs, row, length)
@@ -1082,3 +1082,170 @@ def test_atanc_second_derivative_at_zero():
         (g1,) = torch.autograd.grad(atanc(t), t, create_graph=True)
         (g2,) = torch.autograd.grad(g1, t)
         assert float(atanc_second_derivative(t).detach()) == pytest.approx(float(g2), rel=1e-12)
+
+
+# -- field offset dg (Bmad's dg, Xsuite's k0 != h) ----------------------------------------
+
+
+def circle_reference(row, length, angle, dg, p0c, mc2):
+    """Exact: in the uniform field of curvature g + dg (for the reference momentum) the
+    particle moves on a circle of radius pt / (g + dg) in the horizontal plane (a line
+    when g + dg = 0) and uniformly in y. Solved in the laboratory frame (Cartesian X, Z
+    with the reference arc's centre at X = -1/g), in mpmath; the exit point is where the
+    circle meets the bend's exit face, then transformed into the exit frame."""
+    with mpmath.workdps(40):
+        x, px, y, py, z, pz = (mpmath.mpf(float(v)) for v in row)
+        ell, g = mpmath.mpf(length), mpmath.mpf(angle) / length
+        g_tot = g + mpmath.mpf(dg)
+        rel_p = 1 + pz
+        ps = mpmath.sqrt(rel_p**2 - px**2 - py**2)
+        centre = (-1 / g, mpmath.mpf(0))
+
+        def state(t):  # position and momentum after turning by t (or a line length t)
+            if g_tot == 0:
+                return (x + t * px, t * ps), (px, ps)
+            c, s = mpmath.cos(t), mpmath.sin(t)
+            mom = (c * px - s * ps, c * ps + s * px)
+            return (x - ps / g_tot + mom[1] / g_tot, px / g_tot - mom[0] / g_tot), mom
+
+        normal = (-mpmath.sin(g * ell), mpmath.cos(g * ell))
+        radial = (mpmath.cos(g * ell), mpmath.sin(g * ell))
+
+        def face(t):
+            pos, _ = state(t)
+            return (pos[0] - centre[0]) * normal[0] + (pos[1] - centre[1]) * normal[1]
+
+        t = mpmath.findroot(face, ell if g_tot == 0 else g_tot * ell)
+        pos, mom = state(t)
+        path = t if g_tot == 0 else t / g_tot  # horizontal path / pt
+        x2 = (pos[0] - centre[0]) * radial[0] + (pos[1] - centre[1]) * radial[1] - 1 / g
+        px2 = mom[0] * radial[0] + mom[1] * radial[1]
+        beta_ratio = mp_beta(float(row[5]), p0c, mc2) / mp_beta(0.0, p0c, mc2)
+        z2 = z + ell * beta_ratio - rel_p * path
+        return np.array([float(v) for v in (x2, px2, y + py * path, py, z2, pz)])
+
+
+DG_CASES = {
+    "small error": (0.5, 0.2, 1e-3),
+    "large": (0.5, 0.2, 0.15),
+    "negative": (1.5, -0.9, 0.1),
+    "field off": (0.5, 0.2, -0.4),  # g + dg = 0: a straight line in a curved frame
+    "near field off": (0.5, 0.2, -0.39),
+    "reversed field": (0.5, 0.2, -0.6),
+    "large angle": (1.0, 2.5, 0.3),
+    "almost straight frame": (0.5, 1e-7, 0.2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DG_CASES))
+@pytest.mark.parametrize("ref", sorted(REFERENCES))
+def test_field_offset_matches_circle_in_laboratory_frame(case, ref):
+    """k1 = 0 with dg != 0: the exact body against the circle in the laboratory frame,
+    to 1e-14 at amplitudes up to 5e-2 (and the design particle, which the field error
+    moves off the reference orbit)."""
+    length, angle, dg = DG_CASES[case]
+    p0c, mc2 = REFERENCES[ref]
+    p = make_particles("numpy", BEAM, p0c=p0c, mc2=mc2)
+    got = to_np(track_sbend(p, length=length, angle=angle, dg=dg, fringe_type="none"))
+    expected = np.stack([circle_reference(r, length, angle, dg, p0c, mc2) for r in BEAM], 1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
+    assert bool(np.all(alive_np(track_sbend(p, length=length, angle=angle, dg=dg))))
+
+
+def test_field_offset_on_every_backend(xp):
+    """The same on every backend, with batched dg (shape (2,)) and several slices."""
+    length, angle = 0.5, 0.2
+    dg = np.array([0.03, -0.4])
+    p = make_particles(xp.name, np.broadcast_to(BEAM, (2, *BEAM.shape)))
+    got = to_np(track_sbend(p, length=length, angle=angle, dg=xp.asarray(dg),
+                            fringe_type="none", num_steps=3))
+    for i in range(2):
+        expected = np.stack([circle_reference(r, length, angle, dg[i], P0C, ELECTRON_MC2)
+                             for r in BEAM], 1)
+        np.testing.assert_allclose(got[i], expected, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(length=0.5, angle=0.2, e1=0.1, e2=0.05, fint=0.5, hgap=0.03),
+    dict(length=2.0, angle=-1.3, e1=-0.2, e2=0.4, fringe_type="basic_bend", fint=0.6,
+         hgap=0.02, ref_tilt=0.3, x_offset=1e-4, tilt=0.01),
+    dict(length=0.4, angle=0.3, k1=-1.2, fringe_type="sad_full", fint=0.5, hgap=0.03),
+    dict(length=0.7, angle=0.0, k1=0.0, e1=0.2),
+])
+def test_zero_field_offset_changes_nothing(xp, kw):
+    """dg = 0 given as an array (the general body, chosen when dg is not a Python zero)
+    agrees with the default to 1e-15, and its linear map with the default's."""
+    p = make_particles(xp.name, BEAM)
+    default = to_np(track_sbend(p, **kw))
+    zero = xp.asarray(np.zeros(()))
+    np.testing.assert_allclose(to_np(track_sbend(p, **kw, dg=zero)), default, rtol=0,
+                               atol=1e-15)
+    np.testing.assert_array_equal(to_np(track_sbend(p, **kw, dg=0.0)), default)
+    r0, c0 = _matrix(xp.name, **kw)
+    r1, c1 = _matrix(xp.name, **kw, dg=zero)
+    np.testing.assert_allclose(r1, r0, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(c1, c0, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("k1", [1.8, -2.5])
+@pytest.mark.parametrize("dg", [0.02, -0.3])
+def test_field_offset_with_k1_solves_bmad_hamiltonian(k1, dg):
+    """k1 != 0: Bmad's combined-function body with g_tot = g + dg (sbend_body_with_k1_map)
+    is the exact flow of its paraxial Hamiltonian, to 1e-12."""
+    length, angle = 1.0, 0.3
+    p = make_particles("numpy", BEAM)
+    got = to_np(track_sbend(p, length=length, angle=angle, k1=k1, dg=dg, fringe_type="none"))
+    expected = np.stack([paraxial_body_reference(r, length, angle, k1, P0C, ELECTRON_MC2,
+                                                 dg=dg) for r in BEAM], 1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def _xsuite_track(rows, p0c, mc2, **bend):
+    """Xsuite's Bend (model bend-kick-bend: its exact body) in Bmad coordinates."""
+    xt = pytest.importorskip("xtrack", reason="xtrack (Xsuite) not installed")
+    particles = xt.Particles(p0c=p0c, mass0=mc2, x=rows[:, 0], px=rows[:, 1],
+                             y=rows[:, 2], py=rows[:, 3], delta=rows[:, 5])
+    beta0 = particles.beta0[0]
+    particles.zeta = rows[:, 4] * beta0 / (particles.beta0 * particles.rvv)  # zeta = z b0/b
+    xt.Bend(model="bend-kick-bend", **bend).track(particles)
+    z = particles.zeta * particles.beta0 * particles.rvv / beta0
+    return np.stack([particles.x, particles.px, particles.y, particles.py, z,
+                     particles.delta])
+
+
+@pytest.mark.parametrize("edges", [False, True])
+@pytest.mark.parametrize(("length", "angle", "dg"), [(0.5, 0.2, 0.03), (1.2, -0.6, 0.2),
+                                                     (0.5, 0.2, -0.25)])
+def test_field_offset_matches_xsuite(length, angle, dg, edges):
+    """Xsuite's Bend with k0 = g + dg != h = g (its exact bend-kick-bend body, linear
+    edges with k0, as Bmad's edges use g + dg), to 1e-14."""
+    p0c, mc2 = 5e7, PROTON_MC2
+    kw, xs = {"fringe_type": "none"}, {"edge_entry_active": 0, "edge_exit_active": 0}
+    if edges:
+        kw = dict(e1=0.1, e2=-0.05, fint=0.5, hgap=0.03)
+        xs = dict(edge_entry_angle=0.1, edge_exit_angle=-0.05, edge_entry_model="linear",
+                  edge_exit_model="linear", edge_entry_fint=0.5, edge_exit_fint=0.5,
+                  edge_entry_hgap=0.03, edge_exit_hgap=0.03)
+    expected = _xsuite_track(BEAM, p0c, mc2, length=length, angle=angle,
+                             k0=angle / length + dg, **xs)
+    p = make_particles("numpy", BEAM, p0c=p0c, mc2=mc2)
+    got = to_np(track_sbend(p, length=length, angle=angle, dg=dg, **kw))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
+
+
+def test_field_offset_is_a_differentiable_parameter(ad):
+    """The gradient of an exit coordinate with respect to dg, at dg = 0 and at the field
+    being off (g + dg = 0), against central differences of the numpy tracking."""
+    row = BEAM[:1]
+
+    def exit_x(values, name):
+        p = make_particles(name, row)
+        out = track_sbend(p, length=0.5, angle=0.2, dg=values["dg"], e1=0.1)
+        return out.coords[0, 0] + 3.0 * out.coords[4, 0]
+
+    for dg0 in (0.0, -0.4):
+        h = 1e-6
+        expected = (float(exit_x({"dg": dg0 + h}, "numpy"))
+                    - float(exit_x({"dg": dg0 - h}, "numpy"))) / (2 * h)
+        _, grad = ad.value_and_grad(lambda v: exit_x(v, ad.name))({"dg": ad.asarray(dg0)})
+        assert float(ad.to_numpy(grad["dg"])) == pytest.approx(expected, rel=1e-7)

@@ -23,8 +23,9 @@ GENERIC = {
     "Collimator": dict(length=0.5, x_limit=0.05, y_limit=0.04, x_offset=1e-4, tilt=0.1),
     "Quadrupole": dict(length=0.3, k1=2.0, tilt=0.1, x_offset=1e-4, y_offset=-1e-4),
     "SBend": dict(length=0.5, angle=0.1, e1=0.02, e2=0.03, k1=0.3, fint=0.5, hgap=0.02,
-                  ref_tilt=0.05, tilt=0.01, x_offset=1e-4),
-    "RBend": dict(length=0.5, angle=0.08, e1=0.01, k1=-0.2),
+                  ref_tilt=0.05, tilt=0.01, x_offset=1e-4, dg=0.02),
+    "RBend": dict(length=0.5, angle=0.08, e1=0.01, k1=-0.2, dg=0.01),
+    "DipoleEdge": dict(h=0.3, e1=0.1, fint=0.5, hgap=0.03, tilt=0.05, x_offset=1e-4),
     "Sextupole": dict(length=0.2, k2=15.0, tilt=0.05, x_offset=2e-4),
     "Octupole": dict(length=0.2, k3=200.0, y_offset=1e-4),
     "ThickMultipole": dict(length=0.2, knl=(0.0, 0.3, 5.0), ksl=(0.0, 0.1)),
@@ -39,7 +40,8 @@ GENERIC = {
 }
 SINGULAR = {
     "Quadrupole": dict(length=0.3, k1=0.0, tilt=0.0, x_offset=0.0, y_offset=0.0),
-    "SBend": dict(length=0.5, angle=0.0, k1=0.0, e1=0.0, tilt=0.0, x_offset=0.0),
+    "SBend": dict(length=0.5, angle=0.0, k1=0.0, e1=0.0, tilt=0.0, x_offset=0.0, dg=0.0),
+    "DipoleEdge": dict(h=0.0, e1=0.0, fint=0.0, hgap=0.0, tilt=0.0),
     "Sextupole": dict(length=0.2, k2=0.0, tilt=0.0, x_offset=0.0),
     "Solenoid": dict(length=0.4, ks=0.0),
     "RFCavity": dict(length=0.3, voltage=0.0, phi0=0.0, frequency=1.3e9),

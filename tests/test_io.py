@@ -52,8 +52,17 @@ def test_bundled_example_loads_and_has_beam():
     line = bt.load(bt.EXAMPLE_LATTICE)
     assert len(line) == 10
     assert line.length == pytest.approx(4.8)
+    assert line.reference == bt.Reference(bt.electron, 1e9)
     beam = load_beam(bt.EXAMPLE_LATTICE)
-    assert beam["species"] == "electron" and beam["p0c"] == 1e9
+    assert beam["sigma"] == [5e-4, 5e-5, 5e-4, 5e-5, 1e-3, 1e-3]
+
+
+def test_first_layout_beam_section_gives_the_reference():
+    text = json.dumps({"format": "beamtrack-lattice", "version": 1,
+                       "beam": {"species": "proton", "p0c": 2e9},
+                       "beamline": {"kind": "Beamline", "name": "l",
+                                    "elements": [{"kind": "Drift", "name": "d"}]}})
+    assert bt.loads(text).reference == bt.Reference(bt.proton, 2e9)
 
 
 def document(elements):

@@ -22,6 +22,7 @@ from beamtrack.tracking import (
     ParameterError,
     Particles,
     Species,
+    antimuon,
     antiproton,
     centroid,
     deuteron,
@@ -29,6 +30,7 @@ from beamtrack.tracking import (
     from_cheetah,
     from_madx,
     from_xsuite,
+    muon,
     positron,
     proton,
     species,
@@ -277,7 +279,11 @@ def test_species_constants(bmad_reference):
         assert s.mc2 == pytest.approx(ref[s.name]["mc2_eV"], rel=1e-15)
         assert s.charge == ref[s.name]["charge"]
         assert species(s.name) is s
-    assert set(SPECIES) == {"electron", "positron", "proton", "antiproton", "deuteron"}
+    # muon: CODATA 2022 m_mu c^2 = 105.6583755 MeV
+    assert muon.mc2 == antimuon.mc2 == 105658375.5
+    assert (muon.charge, antimuon.charge) == (-1, 1)
+    assert set(SPECIES) == {"electron", "positron", "proton", "antiproton", "deuteron",
+                            "muon", "antimuon"}
 
 
 def test_ion_matches_bmad(bmad_reference):
@@ -290,7 +296,7 @@ def test_ion_matches_bmad(bmad_reference):
 
 def test_species_errors():
     with pytest.raises(ValueError, match="unknown species"):
-        species("muon")
+        species("pion")
     with pytest.raises(ValueError, match="mc2"):
         Species("ghost", -1.0, 0.0)
     with pytest.raises(ValueError, match="charge"):

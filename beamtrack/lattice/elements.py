@@ -47,6 +47,7 @@ from beamtrack.tracking.bend import (
     UNSUPPORTED_FRINGE_TYPES,
     check_bend_geometry,
     rbend_to_sbend,
+    track_dipole_edge,
     track_rbend,
     track_sbend,
 )
@@ -774,7 +775,7 @@ class CrabCavity(_Cavity):
 
 
 @element_kind(blocks=(MISALIGNMENT, SLICING), register=False,
-              order=("length", "angle", "e1", "e2", "k1", "fint", "hgap", "fint_exit",
+              order=("length", "angle", "e1", "e2", "k1", "dg", "fint", "hgap", "fint_exit",
                      "hgap_exit", "fringe_type", "tilt", "ref_tilt", "x_offset", "y_offset",
                      "num_steps"))
 class _Bend(Element):
@@ -787,6 +788,9 @@ class _Bend(Element):
                                 "face).")
     e2: Any = param(0.0, "rad", "Exit pole-face angle (RBend: from the rectangular face).")
     k1: Any = param(0.0, "1/m^2", "Quadrupole strength (combined-function bend).")
+    dg: Any = param(0.0, "1/m", "Field offset (Bmad dg): the field bends with curvature "
+                                "angle/length + dg while the reference orbit keeps "
+                                "angle/length (a field error; Xsuite k0 - h).")
     fint: Any = param(0.0, "", "Entrance fringe-field integral.")
     hgap: Any = param(0.0, "m", "Entrance half gap.")
     fint_exit: Any = param(None, "", "Exit fringe-field integral (Bmad fintx); None: same "
@@ -833,3 +837,22 @@ class RBend(_Bend):
             half = 0.5 * self.angle
             return self.length if half == 0 else self.length * half / math.sin(half)
         return rbend_to_sbend(self.length, self.angle + 0.0 * self.length)[0]
+
+
+@element_kind(blocks=(MISALIGNMENT,),
+              order=("h", "e1", "fint", "hgap", "tilt", "x_offset", "y_offset"))
+class DipoleEdge(Element):
+    """Thin dipole edge (MAD-X ``dipedge``, Xsuite ``DipoleEdge``), zero length: the
+    entrance-edge kick of a bend, the same as :class:`SBend`'s default
+    ``fringe_type="linear_edge"`` (see
+    :func:`~beamtrack.tracking.bend.track_dipole_edge`). A bend's exit edge is a
+    ``DipoleEdge`` with ``e1`` set to the bend's ``e2``; ``tilt`` is the bend's
+    ``ref_tilt`` (MAD-X's ``tilt`` of a ``dipedge``).
+    """
+
+    h: Any = param(0.0, "1/m", "Curvature of the bend's field (angle/length + dg).")
+    e1: Any = param(0.0, "rad", "Pole-face angle (for a bend's exit edge: its e2).")
+    fint: Any = param(0.0, "", "Fringe-field integral.")
+    hgap: Any = param(0.0, "m", "Half gap.")
+
+    tracker = staticmethod(track_dipole_edge)

@@ -4,7 +4,13 @@ Nothing here imports torch, jax or cupy; the library follows the particles' arra
 """
 
 from beamtrack.tracking.aperture import aperture_weight, track_aperture, track_collimator
-from beamtrack.tracking.bend import FRINGE_TYPES, sbend_map, track_rbend, track_sbend
+from beamtrack.tracking.bend import (
+    FRINGE_TYPES,
+    sbend_map,
+    track_dipole_edge,
+    track_rbend,
+    track_sbend,
+)
 from beamtrack.tracking.cavity import (
     crab_cavity_map,
     lcavity_map,
@@ -81,6 +87,7 @@ __all__ = [
     "track_aperture",
     "track_collimator",
     "track_crab_cavity",
+    "track_dipole_edge",
     "track_drift",
     "track_hkicker",
     "track_kicker",

@@ -6,7 +6,9 @@ the entrance edge, ``num_steps`` body slices (exact for ``k1 = 0``, Bmad's parax
 ``sbend_body_with_k1_map`` otherwise), the exit edge, the exit frame change and the
 rotation back. ``"linear"`` and ``"second_order"`` are its Taylor maps about the
 laboratory reference orbit (:func:`~beamtrack.tracking.stepping.taylor_map`). An
-``rbend`` is tracked as its equivalent ``sbend``.
+``rbend`` is tracked as its equivalent ``sbend``. The field may bend with a curvature
+``g + dg`` other than the reference one ``g`` (Bmad's ``dg``). ``track_dipole_edge`` is
+a bend's linear edge kick as a thin element of its own (MAD-X ``dipedge``).
 
 Physics (conventions, edge models, the exact and paraxial bodies, misalignments,
 references): docs/physics/bends.md.
@@ -325,27 +327,90 @@ def exact_sbend_body(six: Six, c: dict[str, Any], p0c: Any, mc2: Any) -> tuple[S
     return (x2, px2, y2, py, z2, pz), ~(reaches & forward)
 
 
+def exact_sbend_body_with_field_offset(six: Six, c: dict[str, Any], p0c: Any,
+                                       mc2: Any) -> tuple[Six, Any]:
+    """One slice of the exact sector-bend body (``k1 = 0``) whose field curvature
+    ``g + dg`` differs from the reference curvature ``g`` (Bmad's ``dg``), see
+    docs/physics/bends.md.
+
+    ``c`` holds what :func:`exact_sbend_body` needs plus ``dg`` [1/m] and the functions
+    of the field angle ``g_tot step``: ``cos_tot`` and ``sinc_tot``. The particle moves
+    on a circle of radius ``p_t / (g + dg)``; the solution below has no division by
+    ``g`` and, for particles whose direction at the exit face is less than 90 degrees
+    from the face normal of a field-free line (``Q > 0``), none by ``g + dg``, so it
+    is smooth at ``angle = 0`` and at ``g + dg = 0``. Returns the coordinates and the
+    mask of particles lost in the slice.
+    """
+    xp = array_api_compat.array_namespace(six[0])
+    x, px, y, py, z, pz = six
+    g, dg, ell = c["g"], c["dg"], c["step"]
+    g_tot = g + dg
+    cos_t, sin_t, sinc_t, cosc_t = c["cos"], c["sin"], c["sinc"], c["cosc"]
+    rel_p = 1.0 + pz
+    pt2 = rel_p * rel_p - py * py
+    a = sqrt1(pz * (2.0 + pz) - px * px - py * py)  # ps - 1
+    ps = 1.0 + a
+    w = (1.0 + g * x) * ell * sinc_t  # (1 + g x) sin(theta) / g
+    px2 = px * cos_t + (a - g * x) * sin_t - dg * w
+    ps2_sq = pt2 - px2 * px2
+    reaches = ps2_sq > 0.0
+    ps2 = xp.sqrt(xp.where(reaches, ps2_sq, xp.ones_like(ps2_sq)))
+    # x2 = x cos(theta) - g step^2 cosc(theta) + xi, xi = (ps2 - q) / g_tot, with
+    # q = ps cos(theta) - px sin(theta): written as w (p + px2) / (ps2 + q) where q > 0
+    # (no division by g_tot), as (ps2 - q) / g_tot elsewhere (Bmad's two forms).
+    q = ps * cos_t - px * sin_t
+    p = px * cos_t + ps * sin_t
+    ahead = q > 0.0
+    denominator = xp.where(ahead, ps2 + q, xp.ones_like(q))
+    turning = ~ahead & (g_tot != 0.0)
+    g_safe = xp.where(turning, g_tot, xp.ones_like(g_tot))
+    xi = xp.where(ahead, w * (p + px2) / denominator,
+                  xp.where(turning, (ps2 - q) / g_safe, xp.zeros_like(q)))
+    x2 = x * cos_t - g * ell * ell * cosc_t + xi
+    # Turning angle phi of the particle: sin(phi) / g_tot = p1 . chord / pt^2 (the
+    # chord in the entrance frame), cos(phi) = p1 . p2 / pt^2; the path length is
+    # pt phi / g_tot = pt (step + e) with e = psi / g_tot, psi = phi - g_tot step.
+    chord_x = x2 * cos_t - x - g * ell * ell * cosc_t
+    chord_s = x2 * sin_t + ell * sinc_t
+    sin_phi_g = (px * chord_x + ps * chord_s) / pt2
+    cos_phi = (cos_t * (px * px2 + ps * ps2) + sin_t * (ps * px2 - px * ps2)) / pt2
+    cos_f, sinc_f = c["cos_tot"], c["sinc_tot"]
+    sin_psi_g = sin_phi_g * cos_f - cos_phi * ell * sinc_f
+    cos_psi = cos_phi * cos_f + g_tot * sin_phi_g * g_tot * ell * sinc_f
+    forward = cos_psi > 0.0
+    cos_safe = xp.where(forward, cos_psi, xp.ones_like(cos_psi))
+    e = sin_psi_g / cos_safe * _atanc(g_tot * sin_psi_g / cos_safe)
+    y2 = y + py * (ell + e)
+    z2 = z + ell * beta_ratio_minus_one(pz, p0c, mc2) - pz * ell - rel_p * e
+    lost = ~(reaches & forward & (ahead | turning))
+    return (x2, px2, y2, py, z2, pz), lost
+
+
 def paraxial_sbend_body(six: Six, c: dict[str, Any], p0c: Any, mc2: Any) -> Six:
     """One slice of Bmad's ``sbend_body_with_k1_map`` (combined-function body).
 
-    ``c`` holds ``g`` [1/m], ``k1`` [1/m^2] and the slice length ``step`` [m]. Written
-    with entire functions of ``u = (k1 + g^2) step^2 / (1+pz)``
+    ``c`` holds ``g`` [1/m], ``k1`` [1/m^2], the slice length ``step`` [m] and
+    optionally the field offset ``dg`` [1/m] (the field curvature is ``g + dg``).
+    Written with entire functions of ``u = (k1 + g (g + dg)) step^2 / (1+pz)``
     (:func:`~beamtrack.tracking.special.cos_sinc_ratios`), so it is finite and smooth for
-    any ``k1`` and ``g``, including ``k1 + g^2 = 0``.
+    any ``k1``, ``g`` and ``dg``, including ``k1 + g (g + dg) = 0``.
     """
     x, px, y, py, z, pz = six
     g, k1, ell = c["g"], c["k1"], c["step"]
+    dg = c.get("dg")
     rel_p = 1.0 + pz
-    kx = k1 + g * g
+    kx = k1 + g * g if dg is None else k1 + g * (g + dg)
     u = kx * ell * ell / rel_p
     cx, sx, d_x, f_x = cos_sinc_ratios(u)
     s_x = ell * sx
     ell2 = ell * ell
     r_sc = f_x + sx * d_x  # (1 - sin(2w)/(2w)) / u = (1 - S C / L) / u, w^2 = u
     one_minus_sc = u * r_sc
-    gp = g * pz / rel_p  # the off-momentum orbit is g pz / (k1 + g^2)
+    # px' = b - kx x: the off-momentum orbit is b / kx, b = g pz - dg.
+    b = g * pz if dg is None else g * pz - dg
+    gp = b / rel_p
     x1 = cx * x + s_x * px / rel_p + gp * ell2 * d_x
-    px1 = -kx * s_x * x + g * pz * s_x + cx * px
+    px1 = -kx * s_x * x + b * s_x + cx * px
     (ay, by, cy, dy), (z1y, z2y, z3y) = quadrupole_plane(-k1 / rel_p, ell, rel_p)
     y1 = ay * y + by * py
     py1 = cy * y + dy * py
@@ -371,7 +436,8 @@ def _body(six: Six, c: dict[str, Any], body: str, p0c: Any, mc2: Any) -> tuple[S
     xp = array_api_compat.array_namespace(six[0])
     if body == "paraxial":
         return paraxial_sbend_body(six, c, p0c, mc2), None
-    exact, lost = exact_sbend_body(six, c, p0c, mc2)
+    exact_body = exact_sbend_body if "dg" not in c else exact_sbend_body_with_field_offset
+    exact, lost = exact_body(six, c, p0c, mc2)
     if body == "exact":
         return exact, lost
     par = paraxial_sbend_body(six, c, p0c, mc2)
@@ -394,9 +460,10 @@ def _body_kind(k1: Any) -> str:
 # -- the model as steps ------------------------------------------------------------------
 
 
-def _slice_constants(p: dict[str, Any], num_steps: int) -> dict[str, Any]:
+def _slice_constants(p: dict[str, Any], num_steps: int, offset: bool) -> dict[str, Any]:
     """Curvature ``g``, ``k1``, the slice length ``step`` and the functions of the slice
-    angle ``theta = g step`` used by the body slices."""
+    angle ``theta = g step`` used by the body slices; with a field offset (``offset``:
+    ``dg`` not a Python zero) also ``dg`` and the functions of ``(g + dg) step``."""
     xp = array_api_compat.array_namespace(p["length"])
     length, angle = p["length"], p["angle"]
     positive = length > 0.0
@@ -404,9 +471,14 @@ def _slice_constants(p: dict[str, Any], num_steps: int) -> dict[str, Any]:
                  xp.zeros_like(angle + length))
     theta = angle / num_steps
     theta2 = theta * theta
-    return {"g": g, "k1": p["k1"], "step": length / num_steps, "cos": xp.cos(theta),
-            "sin": xp.sin(theta), "sinc": cos_sinc(theta2)[1],
-            "cosc": one_minus_cos_ratio(theta2)}
+    step = length / num_steps
+    c = {"g": g, "k1": p["k1"], "step": step, "cos": xp.cos(theta), "sin": xp.sin(theta),
+         "sinc": cos_sinc(theta2)[1], "cosc": one_minus_cos_ratio(theta2)}
+    if offset:
+        field_angle = (g + p["dg"]) * step
+        c["dg"] = p["dg"]
+        c["cos_tot"], c["sinc_tot"] = cos_sinc(field_angle * field_angle)
+    return c
 
 
 def _slice(c: dict[str, Any], kind: str, p0c: Any, mc2: Any) -> Step:
@@ -439,14 +511,17 @@ def _frame_step(rotation: Any, origin: Any) -> Step:
     return step
 
 
-def _bend_body(fringe_type: str, num_steps: int, kind: str, misaligned: bool) -> Build:
+def _bend_body(fringe_type: str, num_steps: int, kind: str, misaligned: bool,
+               offset: bool) -> Build:
     """The "bmad" bend as a :class:`~beamtrack.tracking.stepping.Body`: the body's frame
     is rotated by ``ref_tilt``; the misalignment frame changes (in the frame at the
-    middle of the arc, not plain offsets) are steps of their own."""
+    middle of the arc, not plain offsets) are steps of their own. ``offset``: the field
+    curvature differs from the reference one (``dg`` is not a Python zero)."""
 
     def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
-        c = _slice_constants(p, num_steps)
-        g, k1 = c["g"], p["k1"]
+        c = _slice_constants(p, num_steps, offset)
+        k1 = p["k1"]
+        g = c["g"] + p["dg"] if offset else c["g"]  # the edges see the field: g + dg
         entrance = _edge_coefficients(fringe_type, g, k1, p["e1"], p["fint"], p["hgap"], True)
         exit_ = _edge_coefficients(fringe_type, g, k1, p["e2"], p["fint_exit"], p["hgap_exit"],
                                    False)
@@ -487,8 +562,10 @@ def _model(element: str, method: str, arguments: dict[str, Any]) -> tuple[Build,
         if values[f"{key}_exit"] is None:
             values[f"{key}_exit"] = values[key]
     misaligned = not all(_is_zero(values[k]) for k in ("tilt", "x_offset", "y_offset"))
+    offset = not _is_zero(values["dg"])
     slices = num_steps if method == "bmad" else 1
-    return _bend_body(fringe_type, slices, _body_kind(values["k1"]), misaligned), values
+    return (_bend_body(fringe_type, slices, _body_kind(values["k1"]), misaligned, offset),
+            values)
 
 
 def _track(element: str, particles: Particles, *, method: str, **arguments: Any) -> Particles:
@@ -546,6 +623,7 @@ def track_sbend(
     e1: Any = 0.0,
     e2: Any = 0.0,
     k1: Any = 0.0,
+    dg: Any = 0.0,
     fint: Any = 0.0,
     hgap: Any = 0.0,
     fint_exit: Any = None,
@@ -574,6 +652,12 @@ def track_sbend(
     k1
         Quadrupole strength [1/m^2] (combined-function bend; Bmad's paraxial
         ``sbend_body_with_k1_map`` body when nonzero, the exact body when zero).
+    dg
+        Field offset [1/m] (Bmad's ``dg``): the dipole field bends the reference
+        particle with curvature ``g + dg`` while the reference orbit (the frame, the
+        geometry, ``s``) keeps the curvature ``g``; a field error, or Xsuite's
+        ``k0 - h``. Enters the body (exact for ``k1 = 0``, in Bmad's combined-function
+        body otherwise) and the edge kicks, which see ``g + dg`` as in Bmad.
     fint, hgap
         Entrance fringe-field integral [1] and half gap [m]; only ``fint * hgap``
         matters. Default 0 (hard edge, Bmad's default).
@@ -655,3 +739,66 @@ def _sbend_arguments(caller: str, particles: Any, params: dict[str, Any]) -> dic
         raise TypeError(f"{caller}: {exc}") from None
     arguments.apply_defaults()
     return dict(arguments.arguments)
+
+
+def _dipole_edge_body(misaligned: bool) -> Build:
+    """The thin edge as a :class:`~beamtrack.tracking.stepping.Body`: the linear edge
+    kick of a bend's entrance (:func:`_linear_edge`), then the loss check."""
+
+    def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
+        c = _edge_coefficients("linear_edge", p["h"], 0.0 * p["h"], p["e1"], p["fint"],
+                               p["hgap"], True)
+        offsets = (p["x_offset"], p["y_offset"], p["tilt"]) if misaligned else None
+        return Body(_edge_steps("linear_edge", c, True), offsets=offsets)
+
+    return build
+
+
+def track_dipole_edge(
+    particles: Particles,
+    *,
+    h: Any,
+    e1: Any = 0.0,
+    fint: Any = 0.0,
+    hgap: Any = 0.0,
+    method: str = "bmad",
+    **misalignment: Unpack[Misalignment],
+) -> Particles:
+    """Track through a thin dipole edge (MAD-X ``dipedge``, Xsuite ``DipoleEdge``).
+
+    The entrance-edge kick of a bend of curvature ``h`` and face angle ``e1``, the same
+    kick as a bend's default ``fringe_type="linear_edge"`` (MAD's edge focusing):
+    ``px += h tan(e1) x``, ``py -= h tan(e1 - psi) y`` with
+    ``psi = 2 fint hgap h (1 + sin^2 e1) / cos e1``. A bend's exit edge is the same
+    element with ``e1`` set to the bend's ``e2`` (as MAD-X's MAKETHIN writes it).
+
+    Parameters
+    ----------
+    particles
+        Incoming particles (any backend).
+    h
+        Curvature of the bend's field [1/m] (``angle / length``, plus ``dg``).
+    e1
+        Pole-face angle [rad] (Bmad/MAD sign).
+    fint, hgap
+        Fringe-field integral [1] and half gap [m]; only ``fint * hgap`` matters.
+    method
+        ``"bmad"``, ``"linear"`` or ``"second_order"`` (the map is linear, so all three
+        agree).
+    **misalignment
+        ``tilt`` [rad] (MAD's ``tilt`` of the edge: a rotation about ``s``, as the
+        ``ref_tilt`` of the bend it belongs to), ``x_offset``, ``y_offset`` [m]
+        (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default).
+
+    Returns
+    -------
+    Particles
+        Outgoing particles; ``s`` is unchanged (the edge has no length). Every
+        parameter may have batch shape ``(*batch)``.
+    """
+    element = "dipole_edge"
+    values = frames.misalignment(misalignment, element)
+    misaligned = not all(_is_zero(v) for v in values.values())
+    p = prepare(particles, element, method, h=h, e1=e1, fint=fint, hgap=hgap, **values)
+    return track_element(particles, _dipole_edge_body(misaligned), p, length=0.0,
+                         method=method)

@@ -184,3 +184,198 @@ def from_openpmd(
     delta = (pc - p0c_n) / p0c_n
     z = -beta(delta, p0c_n, mc2_n) * C_LIGHT * (ref.z - t_ref)
     return ref.replace(px=ref.px / p0c_n, py=ref.py / p0c_n, z=z, pz=delta)
+
+
+# -- Cheetah ParticleBeam and Xsuite Particles objects ---------------------------------
+# Whole-bunch conversions behind Particles.from_cheetah / to_cheetah / from_xsuite /
+# to_xsuite. cheetah and xtrack are imported inside the functions (optional extras).
+
+#: Xsuite's state of an unallocated slot of a Particles object (not a particle).
+_XSUITE_UNALLOCATED = -999999
+
+
+def _species_for(mc2: float, charge: float | None, what: str) -> Any:
+    """The beamtrack species of rest energy ``mc2`` [eV] (and ``charge`` if given)."""
+    from beamtrack.tracking.errors import ParameterError
+    from beamtrack.tracking.species import SPECIES, Species
+
+    matches = [s for s in SPECIES.values()
+               if abs(s.mc2 - mc2) <= 1e-9 * mc2 and (charge is None or s.charge == charge)]
+    if charge is None:
+        # Equal masses (electron and positron, proton and antiproton): the matter one.
+        matches = [s for s in matches if s.name in ("electron", "proton", "deuteron", "muon")]
+    if matches:
+        return matches[0]
+    if charge is None:
+        raise ParameterError(f"{what}: no known species has the rest energy {mc2!r} eV; "
+                             "pass the species (or its charge) explicitly")
+    return Species(f"mc2={mc2:g} eV, charge={charge:+g}", float(mc2), float(charge))
+
+
+def particles_from_cheetah(beam: Any) -> Particles:
+    """Particles from a Cheetah ``ParticleBeam``.
+
+    Parameters
+    ----------
+    beam
+        ``cheetah.ParticleBeam``: ``particles`` of shape ``(*batch, n, 7)`` holding
+        ``(x, px, y, py, tau, delta, 1)`` with ``tau = -z/beta`` [m] and
+        ``delta = (E - E0)/P0c``, reference total ``energy`` [eV] of shape ``(*batch)``,
+        ``s`` [m], ``species`` and ``survival_probabilities``.
+
+    Returns
+    -------
+    Particles
+        Torch arrays (gradients flow from the beam's tensors); ``alive`` is
+        ``survival_probabilities > 0`` (Cheetah's apertures multiply it by 0).
+    """
+    parts = beam.particles
+    xp = _xp(parts)
+    mc2 = beam.species.mass_eV
+    mc2 = xp.astype(mc2, parts.dtype) if hasattr(mc2, "dtype") else mc2
+    cols = [parts[..., i] for i in range(6)]
+    p = from_cheetah(*cols, energy=beam.energy, mc2=mc2, s=beam.s)
+    alive = beam.survival_probabilities > 0
+    return p.replace(alive=xp.broadcast_to(alive, p.alive.shape))
+
+
+def particles_to_cheetah(p: Particles, species: Any = None) -> Any:
+    """A Cheetah ``ParticleBeam`` of these particles.
+
+    Parameters
+    ----------
+    p
+        The particles; any backend (non-torch data go through host memory, torch
+        tensors keep their autograd history).
+    species
+        A ``cheetah.Species``, a beamtrack :class:`~beamtrack.tracking.species.Species`
+        or a species name; by default the known species whose rest energy is ``p.mc2``
+        (electron for the electron mass, proton for the proton mass).
+
+    Returns
+    -------
+    cheetah.ParticleBeam
+        ``particles (*batch, n, 7)``, ``energy``, ``s``, and
+        ``survival_probabilities`` 1 for alive and 0 for lost particles.
+    """
+    import cheetah
+
+    from beamtrack.backends import backend_of
+    from beamtrack.tracking.species import Species
+    from beamtrack.tracking.species import species as species_named
+
+    if backend_of(p.coords).name != "torch":
+        p = p.to_backend("torch")
+    xp = p.xp
+    mc2 = float(p.xp.max(p.mc2)) if p.mc2.ndim else float(p.mc2)
+    dtype, device = p.dtype, p.device
+    if isinstance(species, str):
+        species = species_named(species)
+    if species is None:
+        species = _species_for(mc2, None, "Particles.to_cheetah")
+    if isinstance(species, Species):
+        known = cheetah.Species.known.get(species.name)
+        exact = (known is not None and known["num_elementary_charges"] == species.charge
+                 and abs(float(cheetah.Species(species.name, dtype=xp.float64).mass_eV)
+                         - species.mc2) <= 1e-12 * species.mc2)
+        if exact:
+            species = cheetah.Species(species.name, device=device, dtype=dtype)
+        else:
+            species = cheetah.Species(
+                f"beamtrack_{species.name}".replace(" ", "_"),
+                num_elementary_charges=xp.asarray(species.charge, dtype=dtype, device=device),
+                mass_eV=xp.asarray(species.mc2, dtype=dtype, device=device),
+                device=device, dtype=dtype)
+    d = to_cheetah(p)
+    x = d["x"]
+    columns = [d[k] for k in ("x", "px", "y", "py", "tau", "delta")]
+    parts = xp.stack([*columns, xp.ones_like(x)], axis=-1)
+    batch = xp.zeros(parts.shape[:-2], dtype=dtype, device=device)
+    return cheetah.ParticleBeam(
+        parts,
+        energy=d["energy"] + batch,
+        survival_probabilities=xp.astype(p.alive, dtype),
+        s=p.s + batch,
+        species=species,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def particles_from_xsuite(particles: Any) -> Particles:
+    """Particles (NumPy) from an Xsuite ``xtrack.Particles`` object.
+
+    Particles are put in the order of their ``particle_id`` (Xsuite moves lost
+    particles to the end when tracking); unallocated slots are left out. ``alive`` is
+    ``state > 0``. The reference ``p0c``, ``mass0`` and ``s`` must be the same for all
+    particles.
+    """
+    import numpy as np
+
+    from beamtrack.tracking.errors import ParameterError
+
+    def host(name: str) -> Any:
+        value = getattr(particles, name)
+        if not np.isscalar(value) and not isinstance(value, np.ndarray):
+            value = particles._context.nparray_from_context_array(value)
+        return np.asarray(value)
+
+    state = host("state")
+    keep = state != _XSUITE_UNALLOCATED
+    order = np.argsort(host("particle_id")[keep], kind="stable")
+
+    def column(name: str) -> Any:
+        values = np.broadcast_to(host(name), state.shape)
+        return np.asarray(values[keep][order], dtype=np.float64)
+
+    alive = state[keep][order] > 0
+    reference = {}
+    for name in ("p0c", "mass0", "s"):
+        values = column(name)
+        if name == "s" and values.size:
+            # Lost particles keep the s where they were lost; the bunch is where the
+            # survivors are (or the farthest loss when none survived).
+            values = values[alive] if np.any(alive) else np.array([values.max()])
+        if values.size and not np.all(values == values[0]):
+            raise ParameterError(f"Particles.from_xsuite: {name} differs between particles; "
+                                 "beamtrack holds one reference per bunch")
+        reference[name] = float(values[0]) if values.size else 0.0
+    p = from_xsuite(*(column(k) for k in ("x", "px", "y", "py", "zeta", "delta")),
+                    p0c=reference["p0c"], mc2=reference["mass0"], s=reference["s"])
+    return p.replace(alive=alive)
+
+
+def particles_to_xsuite(p: Particles, q0: float | None = None) -> Any:
+    """An Xsuite ``xtrack.Particles`` object (CPU) of these particles.
+
+    Parameters
+    ----------
+    p
+        The particles: one bunch (no batch dimensions); any backend.
+    q0
+        Charge number of the species; by default that of the known species with rest
+        energy ``p.mc2`` (-1 for the electron mass, +1 for the proton mass).
+
+    Returns
+    -------
+    xtrack.Particles
+        ``x, px, y, py, zeta, delta``, ``p0c``, ``mass0``, ``q0``, ``s``,
+        ``particle_id = 0..n-1`` and ``state`` 1 (alive) or 0 (lost).
+    """
+    import numpy as np
+    import xtrack
+
+    from beamtrack.tracking.errors import ParameterError
+
+    if p.batch_shape:
+        raise ParameterError("Particles.to_xsuite: Xsuite holds one bunch; index the batch "
+                             f"dimensions {p.batch_shape} first")
+    p = p.numpy()
+    mc2 = float(p.mc2)
+    if q0 is None:
+        q0 = _species_for(mc2, None, "Particles.to_xsuite").charge
+    d = {k: np.asarray(v, dtype=np.float64) for k, v in to_xsuite(p).items()}
+    alive = np.asarray(p.alive)
+    return xtrack.Particles(
+        **d, p0c=float(p.p0c), mass0=mc2, q0=float(q0), s=float(p.s),
+        particle_id=np.arange(p.n), state=np.where(alive, 1, 0).astype(np.int64))

@@ -312,6 +312,37 @@ class Particles:
 
         return from_covariance(n, **kwargs)
 
+    # -- other codes: Cheetah and Xsuite (see beamtrack.tracking.conventions) ---------
+    @classmethod
+    def from_cheetah(cls, beam: Any) -> Particles:
+        """Particles from a Cheetah ``ParticleBeam`` (torch arrays, gradients kept);
+        see :func:`beamtrack.tracking.conventions.particles_from_cheetah`."""
+        from beamtrack.tracking.conventions import particles_from_cheetah
+
+        return particles_from_cheetah(beam)
+
+    def to_cheetah(self, species: Any = None) -> Any:
+        """A Cheetah ``ParticleBeam``; see
+        :func:`beamtrack.tracking.conventions.particles_to_cheetah`."""
+        from beamtrack.tracking.conventions import particles_to_cheetah
+
+        return particles_to_cheetah(self, species)
+
+    @classmethod
+    def from_xsuite(cls, particles: Any) -> Particles:
+        """Particles (NumPy) from an ``xtrack.Particles`` object; see
+        :func:`beamtrack.tracking.conventions.particles_from_xsuite`."""
+        from beamtrack.tracking.conventions import particles_from_xsuite
+
+        return particles_from_xsuite(particles)
+
+    def to_xsuite(self, q0: float | None = None) -> Any:
+        """An ``xtrack.Particles`` object; see
+        :func:`beamtrack.tracking.conventions.particles_to_xsuite`."""
+        from beamtrack.tracking.conventions import particles_to_xsuite
+
+        return particles_to_xsuite(self, q0)
+
     def to_array(self) -> Any:
         """Particle-major copy of the coordinates, shape ``(*batch, n, 6)``."""
         return self.xp.matrix_transpose(self._coords)
