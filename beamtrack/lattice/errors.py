@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from beamtrack.tracking.errors import ParameterError
 
 
@@ -51,3 +53,25 @@ class LatticeFileError(LatticeError):
 class LatticeFileWarning(UserWarning):
     """A lattice file holds something beamtrack skips or approximates (an unsupported
     statement, element kind or parameter); the message names it and its location."""
+
+
+class OnceWarner:
+    """Issues a :class:`LatticeFileWarning` once per ``(kind, topic)``, for one
+    conversion (so a line of 1000 quadrupoles warns once, not 1000 times).
+
+    Parameters
+    ----------
+    direction
+        What is being converted (``"from_xsuite"``), the start of every message.
+    """
+
+    def __init__(self, direction: str) -> None:
+        self.direction = direction
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, kind: str, topic: str, message: str) -> None:
+        """Warn ``message`` about element ``kind`` unless ``(kind, topic)`` warned."""
+        if (kind, topic) not in self.seen:
+            self.seen.add((kind, topic))
+            warnings.warn(f"{self.direction}: {kind}: {message}", LatticeFileWarning,
+                          stacklevel=4)

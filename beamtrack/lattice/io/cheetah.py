@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections import Counter
 from typing import Any
 
@@ -30,7 +29,7 @@ import numpy as np
 from beamtrack.backends import backend_of
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.elements import ELEMENT_KINDS, Element
-from beamtrack.lattice.errors import LatticeError, LatticeFileWarning
+from beamtrack.lattice.errors import LatticeError, OnceWarner
 from beamtrack.lattice.reference import Reference
 
 #: Cheetah tracking method -> beamtrack method.
@@ -39,20 +38,6 @@ METHOD_FROM_CHEETAH = {"linear": "linear", "second_order": "second_order",
 #: beamtrack method -> Cheetah tracking method.
 METHOD_TO_CHEETAH = {"linear": "linear", "second_order": "second_order",
                      "bmad": "drift_kick_drift"}
-
-
-class _Warner:
-    """Warns once per (kind, topic) within one conversion."""
-
-    def __init__(self, direction: str) -> None:
-        self.direction = direction
-        self.seen: set[tuple[str, str]] = set()
-
-    def __call__(self, kind: str, topic: str, message: str) -> None:
-        if (kind, topic) not in self.seen:
-            self.seen.add((kind, topic))
-            warnings.warn(f"{self.direction}: {kind}: {message}", LatticeFileWarning,
-                          stacklevel=4)
 
 
 # -- Cheetah -> beamtrack ---------------------------------------------------------------
@@ -83,7 +68,7 @@ def _cheetah_method(element: Any) -> str | None:
 
 
 def _convert_cheetah_element(element: Any, species_charge: float,
-                             warn: _Warner) -> tuple[Element, str | None]:
+                             warn: OnceWarner) -> tuple[Element, str | None]:
     """The beamtrack element and the method Cheetah tracks it with (None: irrelevant)."""
     kind = type(element).__name__
     name = element.name
@@ -173,7 +158,7 @@ def _convert_cheetah_element(element: Any, species_charge: float,
                        "counterpart")
 
 
-def _from_dipole(element: Any, kind: str, method: str | None, warn: _Warner) -> Element:
+def _from_dipole(element: Any, kind: str, method: str | None, warn: OnceWarner) -> Element:
     name = element.name
     angle = _value(element.angle)
     length = _value(element.length)
@@ -256,13 +241,13 @@ def from_cheetah(segment: Any, *, flatten: bool = False,
     LatticeError
         An element kind without beamtrack counterpart, named in the message.
     """
-    warn = _Warner("from_cheetah")
+    warn = OnceWarner("from_cheetah")
     charge = reference.charge if reference is not None else -1.0
     line = _segment(segment, flatten, charge, warn, top=True)
     return line.with_reference(reference) if reference is not None else line
 
 
-def _segment(segment: Any, flatten: bool, charge: float, warn: _Warner,
+def _segment(segment: Any, flatten: bool, charge: float, warn: OnceWarner,
              top: bool = False) -> Beamline:
     converted: list[tuple[Any, str | None]] = []
     for element in segment.elements:
@@ -313,7 +298,7 @@ def _misalignment(element: Element, dtype: Any) -> Any:
 
 
 def _to_cheetah_element(cheetah: Any, element: Element, method: str, charge: float,
-                        warn: _Warner, dtype: Any) -> Any:
+                        warn: OnceWarner, dtype: Any) -> Any:
     kind = element.kind
     p = element.parameters()
     t = lambda key: _tensor(p[key], dtype)  # noqa: E731
@@ -401,7 +386,7 @@ def _to_cheetah_element(cheetah: Any, element: Element, method: str, charge: flo
                        "counterpart")
 
 
-def _to_dipole(cheetah: Any, element: Element, tracking: str, warn: _Warner, dtype: Any,
+def _to_dipole(cheetah: Any, element: Element, tracking: str, warn: OnceWarner, dtype: Any,
                common: dict[str, Any]) -> Any:
     p = element.parameters()
     kind = element.kind
@@ -458,13 +443,13 @@ def to_cheetah(line: Beamline, dtype: Any = None) -> Any:
     import cheetah
     import torch
 
-    warn = _Warner("to_cheetah")
+    warn = OnceWarner("to_cheetah")
     reference = getattr(line, "reference", None)
     charge = reference.charge if reference is not None else -1.0
     return _to_segment(cheetah, line, line.method, charge, warn, dtype or torch.float64)
 
 
-def _to_segment(cheetah: Any, line: Beamline, method: str, charge: float, warn: _Warner,
+def _to_segment(cheetah: Any, line: Beamline, method: str, charge: float, warn: OnceWarner,
                 dtype: Any) -> Any:
     elements = []
     for item in line.items:

@@ -28,7 +28,7 @@ from beamtrack.lattice.io.expressions import MATH_CONSTANTS, parse
 from beamtrack.lattice.io.statements import (
     LineEntry,
     Statement,
-    expand_members,
+    expand_chosen,
     find_top,
     included_path,
     iter_pieces,
@@ -342,23 +342,8 @@ class _Reader:
         return None
 
     def expand(self, sequence: str | None, source: str) -> tuple[str, list[str]]:
-        if sequence is not None:
-            chosen = sequence.lower()
-            if chosen not in self.lines:
-                raise LatticeFileError(f"no line named {sequence!r}; lines: "
-                                       f"{', '.join(self.line_order) or 'none'}", file=source)
-        elif self.use is not None:
-            chosen, statement, offset = self.use
-            if chosen not in self.lines:
-                raise statement.error(f"USE: no line named {chosen!r}", offset)
-        elif self.line_order:
-            chosen = self.line_order[-1]
-        else:
-            raise LatticeFileError("the file defines no LINE", file=source)
-        names: list[str] = []
-        expand_members(self.lines[chosen], self.lines, self.definitions.__contains__, names,
-                       frozenset({chosen}))
-        return chosen, names
+        return expand_chosen(self.lines, self.line_order, self.use,
+                             self.definitions.__contains__, sequence, source, "LINE")
 
 
 def _short(text: str, limit: int = 60) -> str:

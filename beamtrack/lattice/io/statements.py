@@ -421,3 +421,48 @@ def expand_members(entries: list[LineEntry], lines: Mapping[str, list[LineEntry]
 __all__ = ["LineEntry", "Piece", "Statement", "expand_members", "find_top", "included_path",
            "iter_pieces", "parse_members", "read_text", "split_statements", "split_top",
            "unquote"]
+
+
+def expand_chosen(lines: Mapping[str, list[LineEntry]], line_order: list[str],
+                  use: tuple[str, Statement, int] | None, is_element: Callable[[str], bool],
+                  sequence: str | None, source: str, keyword: str = "line"
+                  ) -> tuple[str, list[str]]:
+    """The line to expand and its element names: ``sequence`` if given, else the one
+    the file's ``use`` names, else the last line defined.
+
+    Parameters
+    ----------
+    lines, line_order
+        The file's lines by (lowercase) name, and their names in file order.
+    use
+        ``(name, statement, offset)`` of the file's ``use`` statement, or ``None``.
+    is_element
+        Whether a name is an element definition.
+    sequence
+        The line asked for by the caller (any case), or ``None``.
+    source
+        The file, for errors.
+    keyword
+        How the format spells "line" (``"line"``, ``"LINE"``), for messages.
+
+    Raises
+    ------
+    LatticeFileError
+        No such line, or the file defines none.
+    """
+    if sequence is not None:
+        chosen = sequence.lower()
+        if chosen not in lines:
+            raise LatticeFileError(f"no {keyword} named {sequence!r}; {keyword}s: "
+                                   f"{', '.join(line_order) or 'none'}", file=source)
+    elif use is not None:
+        chosen, statement, offset = use
+        if chosen not in lines:
+            raise statement.error(f"use: no {keyword} named {chosen!r}", offset)
+    elif line_order:
+        chosen = line_order[-1]
+    else:
+        raise LatticeFileError(f"the file defines no {keyword}", file=source)
+    names: list[str] = []
+    expand_members(lines[chosen], lines, is_element, names, frozenset({chosen}))
+    return chosen, names

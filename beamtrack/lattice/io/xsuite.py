@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 from beamtrack.backends import backend_of
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.elements import ELEMENT_KINDS, Element
-from beamtrack.lattice.errors import LatticeError, LatticeFileWarning
+from beamtrack.lattice.errors import LatticeError, OnceWarner
 from beamtrack.lattice.reference import Reference
 from beamtrack.tracking.species import SPECIES, Species
 
@@ -32,18 +31,6 @@ _OPEN = 1e9
 
 
 # -- helpers --------------------------------------------------------------------------
-class _Warner:
-    """Warns once per (kind, topic) within one conversion."""
-
-    def __init__(self, direction: str) -> None:
-        self.direction = direction
-        self.seen: set[tuple[str, str]] = set()
-
-    def __call__(self, kind: str, topic: str, message: str) -> None:
-        if (kind, topic) not in self.seen:
-            self.seen.add((kind, topic))
-            warnings.warn(f"{self.direction}: {kind}: {message}", LatticeFileWarning,
-                          stacklevel=4)
 
 
 def _number(value: Any) -> float:
@@ -115,7 +102,7 @@ def _species(mass0: float, q0: float) -> Species:
 
 
 # -- Xsuite -> beamtrack ------------------------------------------------------------------
-def _bend_fringe(element: Any, name: str, warn: _Warner) -> dict[str, Any]:
+def _bend_fringe(element: Any, name: str, warn: OnceWarner) -> dict[str, Any]:
     """Edge parameters of an Xsuite Bend/RBend as beamtrack SBend parameters."""
     kind = type(element).__name__
     sides = {}
@@ -158,7 +145,7 @@ def _bend_fringe(element: Any, name: str, warn: _Warner) -> dict[str, Any]:
     return out
 
 
-def _from_bend(element: Any, name: str, warn: _Warner, rbend: bool) -> Element:
+def _from_bend(element: Any, name: str, warn: OnceWarner, rbend: bool) -> Element:
     kind = type(element).__name__
     length = _field(element, "length")
     angle = _field(element, "angle")
@@ -209,7 +196,7 @@ def _from_bend(element: Any, name: str, warn: _Warner, rbend: bool) -> Element:
     return ELEMENT_KINDS["SBend"](name, **params)
 
 
-def _from_multipole(element: Any, name: str, warn: _Warner) -> Element:
+def _from_multipole(element: Any, name: str, warn: OnceWarner) -> Element:
     knl, ksl = _array(element, "knl"), _array(element, "ksl")
     hxl = _field(element, "hxl")
     frame = _check_frame(element, name)
@@ -231,7 +218,7 @@ def _from_multipole(element: Any, name: str, warn: _Warner) -> Element:
     return ELEMENT_KINDS["Multipole"](name, knl=_trimmed(knl), ksl=_trimmed(ksl), **frame)
 
 
-def _from_cavity(element: Any, name: str, warn: _Warner, q0: float) -> Element:
+def _from_cavity(element: Any, name: str, warn: OnceWarner, q0: float) -> Element:
     for key in ("harmonic", "absolute_time", "lag_taper"):
         if _field(element, key) != 0.0:
             raise LatticeError(f"{_label(element, name)}: {key} has no beamtrack counterpart")
@@ -274,7 +261,7 @@ def _from_limit(element: Any, name: str, elliptical: bool) -> Element:
                                      y_offset=y_offset, **params, **frame)
 
 
-def _convert_xsuite_element(element: Any, name: str, warn: _Warner, q0: float,
+def _convert_xsuite_element(element: Any, name: str, warn: OnceWarner, q0: float,
                             exact_drifts: bool) -> Element:
     kind = type(element).__name__
     if kind == "Drift":
@@ -396,7 +383,7 @@ def from_xsuite(line: Any, name: str = "xsuite_line") -> Beamline:
         Once per kind whose models agree only approximately (see
         ``docs/formats/cheetah-xsuite.md``).
     """
-    warn = _Warner("from_xsuite")
+    warn = OnceWarner("from_xsuite")
     reference = None
     q0 = 1.0
     ref = getattr(line, "particle_ref", None)
@@ -425,7 +412,7 @@ def _frame(element: Element, tilt_key: str = "tilt") -> dict[str, float]:
             "rot_s_rad": _number(params.get(tilt_key, 0.0))}
 
 
-def _to_bend(xt: Any, element: Element, warn: _Warner) -> Any:
+def _to_bend(xt: Any, element: Element, warn: OnceWarner) -> Any:
     p = {k: (v if isinstance(v, str) or v is None else _number(v))
          for k, v in element.parameters().items()}
     kind = element.kind
@@ -488,7 +475,7 @@ def _to_aperture(xt: Any, element: Element) -> Any:
     return xt.LimitRect(**limits, **frame, rot_s_rad=rot)
 
 
-def _convert_element(xt: Any, element: Element, method: str, warn: _Warner, q0: float) -> Any:
+def _convert_element(xt: Any, element: Element, method: str, warn: OnceWarner, q0: float) -> Any:
     kind = element.kind
     p = element.parameters()
     if method != "bmad" and element.has_body and kind not in ("Aperture",):
@@ -597,7 +584,7 @@ def to_xsuite(line: Beamline, p0c: float | None = None, mc2: float | None = None
     """
     import xtrack as xt
 
-    warn = _Warner("to_xsuite")
+    warn = OnceWarner("to_xsuite")
     reference = getattr(line, "reference", None)
     if p0c is None or mc2 is None:
         if reference is None:
