@@ -995,8 +995,9 @@ def loads(text: str, *, source: str = "<string>", sequence: str | None = None,
         reader.read(text, source)
         name, names = reader.expand(sequence, source)
         reference = reader.reference(source)
+        used = set(names)
         has_lcavity = any(d.kind == "lcavity" for d in reader.definitions.values()
-                          if d.name in set(names))
+                          if d.name in used)
         context = _Context(reference, has_lcavity)
         built: dict[str, list[Element]] = {}
         items: list[Element] = []
