@@ -25,6 +25,7 @@ def kitchen_sink(with_lcavity: bool = True) -> bt.Beamline:
         bt.Octupole("o1", length=0.1, k3=300.0, tilt=0.1),
         bt.ThickMultipole("tm1", length=0.2, knl=(0.0, 0.5, 3.0), ksl=(0.0, 0.1)),
         bt.Multipole("mp1", knl=(0.0, 0.2, 1.0), ksl=(0.0, 0.0, 0.5), x_offset=1e-4),
+        bt.Multipole("mp2", knl=(2e-3, 0.1), ksl=(1e-3,), ref_length=0.4, tilt=0.02),
         bt.HKicker("hk", length=0.1, kick=1e-4),
         bt.VKicker("vk", kick=-2e-4),
         bt.Kicker("k1", length=0.2, hkick=5e-5, vkick=5e-5),

@@ -210,3 +210,22 @@ def test_missing_counterparts_raise():
                            name="l"), p0c=P0C, mc2=proton.mc2)
     with pytest.raises(LatticeError, match="no reference"):
         to_xsuite(Beamline([el.Drift("d", length=1.0)], name="l"))
+
+
+def test_curved_reference_of_a_thin_multipole_round_trips_and_tracks_like_xsuite():
+    """A thin dipole multipole with a curved reference (MAD-X lrad, Xsuite length):
+    beamtrack's ref_length becomes Xsuite's length and back, and both track alike."""
+    line = Beamline([el.Multipole("mb", knl=(0.02, 0.1), ref_length=0.5),
+                        el.Drift("d", length=1.0)],
+                       reference=Reference(proton, 2e9))
+    converted = to_xsuite(line)
+    assert converted["mb"].length == 0.5
+    assert from_xsuite(converted)["mb"].ref_length == 0.5
+    coords = 1e-3 * np.random.default_rng(4).standard_normal((6, 5))
+    particles = Particles(coords=coords, p0c=2e9, mc2=proton.mc2)
+    expected = particles.to_xsuite()
+    converted.build_tracker()
+    converted.track(expected)
+    got = line.track(particles)
+    np.testing.assert_allclose(Particles.from_xsuite(expected).coords, got.coords,
+                               rtol=0, atol=1e-14)

@@ -95,6 +95,8 @@ def test_records_are_plain_dataclasses():
         (lambda: bt.Screen("s", deposit="paint"), "Screen 's': parameter 'deposit' must be one of"),
         (lambda: bt.Screen("s", resolution=(10,)), "Screen 's': parameter 'resolution' must be 2"),
         (lambda: bt.Multipole("mp", knl=(0.0, "x")), "Multipole 'mp': parameter 'knl[1]'"),
+        (lambda: bt.Multipole("mp", ref_length=-0.5),
+         "Multipole 'mp': parameter 'ref_length' must be >= 0"),
         (lambda: bt.SBend("b", fint_exit=math.nan), "SBend 'b': parameter 'fint_exit' must be"),
         (lambda: bt.Drift("d", method="fast"), "Drift 'd': parameter 'method' must be one of"),
         (lambda: bt.Drift("d", lenght=1.0), "Drift 'd': unknown parameter(s) lenght"),

@@ -29,7 +29,7 @@ GENERIC = {
     "Sextupole": dict(length=0.2, k2=15.0, tilt=0.05, x_offset=2e-4),
     "Octupole": dict(length=0.2, k3=200.0, y_offset=1e-4),
     "ThickMultipole": dict(length=0.2, knl=(0.0, 0.3, 5.0), ksl=(0.0, 0.1)),
-    "Multipole": dict(knl=(1e-4, 0.3, 5.0), ksl=(0.0, 0.1), x_offset=1e-4),
+    "Multipole": dict(knl=(1e-4, 0.3, 5.0), ksl=(0.0, 0.1), x_offset=1e-4, ref_length=0.4),
     "HKicker": dict(length=0.2, kick=1e-4, tilt=0.1),
     "VKicker": dict(length=0.2, kick=-1e-4),
     "Kicker": dict(length=0.2, hkick=1e-4, vkick=2e-4),

@@ -39,7 +39,7 @@ CASES = {
     "ThickMultipole": bt.ThickMultipole("tm", length=0.2, knl=(1e-4, 0.5, 30.0, 500.0),
                                         ksl=(0.0, 0.1, 5.0), num_steps=2, **MIS),
     "Multipole": bt.Multipole("mp", knl=(1e-3, 0.3, 20.0, 800.0), ksl=(2e-4, 0.1, 3.0),
-                              **MIS),
+                              ref_length=0.3, **MIS),
     "HKicker": bt.HKicker("hk", length=0.2, kick=1e-3, **MIS),
     "VKicker": bt.VKicker("vk", length=0.1, kick=-1e-3),
     "Kicker": bt.Kicker("k", length=0.2, hkick=1e-3, vkick=2e-3, num_steps=2, **MIS),

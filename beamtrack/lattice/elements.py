@@ -674,6 +674,10 @@ class Multipole(Element):
 
     knl: Any = _KNL.field()
     ksl: Any = _KSL.field()
+    ref_length: Any = param(0.0, "m", "Length of the curved reference orbit the multipole "
+                                      "stands for (MAD-X lrad, Xsuite length): adds the "
+                                      "curvature terms of h = K0L/ref_length (weak focusing "
+                                      "-K0L^2/ref_length); 0: none.", nonnegative=True)
 
     tracker = staticmethod(track_multipole)
 

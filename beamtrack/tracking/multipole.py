@@ -31,6 +31,7 @@ from beamtrack.tracking import frames
 from beamtrack.tracking.drift import exact_drift
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import from_element_frame, to_element_frame
+from beamtrack.tracking.parameters import as_nonnegative_parameter
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import (
     Body,
@@ -204,7 +205,12 @@ def _thick_multipole(n_normal: int, n_skew: int) -> KickOf:
 
 def _thin_multipole_body(n_normal: int, n_skew: int) -> Build:
     """The thin multipole: one kick, its dipole terms a zero-length bend
-    (``dpx = K0L pz``, ``dpy = -K0SL pz``, ``dz = -K0L x + K0SL y``).
+    (``dpx = K0L pz``, ``dpy = -K0SL pz``, ``dz = -K0L x + K0SL y``), plus the curvature
+    terms of a reference of length ``ref_length`` (through the parameters ``h_x =
+    K0L/ref_length`` and ``h_y = K0SL/ref_length``, zero without it)::
+
+        dpx += -h_x K0L x + h_x K1L (y^2/2 - x^2) + h_y K1L x y
+        dpy += -h_y K0SL y + h_x K1L x y + h_y K1L (x^2/2 - y^2)
 
     The frame change is part of the step, so a particle lost at the kick keeps its
     incoming laboratory coordinates exactly.
@@ -213,21 +219,43 @@ def _thin_multipole_body(n_normal: int, n_skew: int) -> Build:
     def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
         knl, ksl = _strengths(p, "knl", n_normal), _strengths(p, "ksl", n_skew)
         k0n, k0s = (knl or [None])[0], (ksl or [None])[0]
+        k1n = knl[1] if n_normal > 1 else None
         kick = _multipole_kick([None, *knl[1:]] if knl else [], [None, *ksl[1:]] if ksl else [])
         offsets = (p["x_offset"], p["y_offset"], p["tilt"])
+        h_x, h_y = p.get("h_x"), p.get("h_y")
 
         def step(six: Six) -> tuple[Six, Any]:
-            x, px, y, py, z, pz = kick(to_element_frame(six, *offsets), 1.0)
+            x0, _, y0, _, _, _ = inside = to_element_frame(six, *offsets)
+            x, px, y, py, z, pz = kick(inside, 1.0)
             if k0n is not None:
                 px, z = px + k0n * pz, z - k0n * x
+                if h_x is not None:
+                    px = px - h_x * k0n * x0
+                    if k1n is not None:
+                        px = px + h_x * k1n * (0.5 * y0 * y0 - x0 * x0)
+                        py = py + h_x * k1n * x0 * y0
             if k0s is not None:
                 py, z = py - k0s * pz, z + k0s * y
+                if h_y is not None:
+                    py = py - h_y * k0s * y0
+                    if k1n is not None:
+                        px = px + h_y * k1n * x0 * y0
+                        py = py + h_y * k1n * (0.5 * x0 * x0 - y0 * y0)
             inside = (x, px, y, py, z, pz)
             return from_element_frame(inside, *offsets), physical(inside)
 
         return Body([step])
 
     return build
+
+
+def _curvature(strength: Any, ref_length: Any) -> Any:
+    """``strength / ref_length`` where ``ref_length != 0``, else 0 (values and
+    derivatives: the division only ever sees a nonzero denominator)."""
+    xp = array_api_compat.array_namespace(strength, ref_length)
+    curved = ref_length != 0.0
+    safe = xp.where(curved, ref_length, xp.ones_like(ref_length))
+    return xp.where(curved, strength / safe, xp.zeros_like(strength / safe))
 
 
 # -- elements --------------------------------------------------------------------------------
@@ -349,7 +377,8 @@ def track_thick_multipole(particles: Particles, *, length: Any, knl: Any = (), k
 
 
 def track_multipole(particles: Particles, *, knl: Any = (), ksl: Any = (),
-                    method: str = "bmad", **misalignment: Unpack[Misalignment]) -> Particles:
+                    ref_length: Any = 0.0, method: str = "bmad",
+                    **misalignment: Unpack[Misalignment]) -> Particles:
     """Track through a thin multipole (Bmad ``multipole``, MAD-X ``MULTIPOLE``).
 
     Zero length: one kick, ``s`` unchanged.
@@ -365,6 +394,15 @@ def track_multipole(particles: Particles, *, knl: Any = (), ksl: Any = (),
         ``K0L``, ``K0SL`` are a zero-length bend of the reference orbit (Bmad's
         ``ref_orb_offset``, MAD-X convention): ``dpx = K0L pz``, ``dpy = -K0SL pz``,
         ``dz = -K0L x + K0SL y``; the reference particle is not deflected.
+    ref_length
+        Length [m] of the curved reference orbit the multipole stands for (MAD-X
+        ``lrad``, Xsuite ``Multipole.length`` with ``hxl = K0L``): a slice of a bend.
+        The dipole terms then bend the reference with curvature ``h_x = K0L/ref_length``
+        (``h_y = K0SL/ref_length``), which adds the curvature terms of the field:
+        weak focusing ``dpx -= h_x K0L x``, ``dpy -= h_y K0SL y`` (MAD-X's
+        ``-K0L^2/lrad``) and, with ``K1L``, ``dpx += h_x K1L (y^2/2 - x^2) + h_y K1L x y``,
+        ``dpy += h_x K1L x y + h_y K1L (x^2/2 - y^2)`` (Xsuite, MAD-8). Positions are
+        those before the kick. 0 (default): no curvature terms. A number >= 0.
     method
         ``"bmad"``: the thin kick. ``"linear"``: its exact first-order map about the
         laboratory reference orbit (feed-down of offsets included).
@@ -383,6 +421,13 @@ def track_multipole(particles: Particles, *, knl: Any = (), ksl: Any = (),
     element = "multipole"
     normal, skew = _orders(knl, "knl", element), _orders(ksl, "ksl", element)
     p = prepare(particles, element, method, **frames.misalignment(misalignment, element),
-                **normal, **skew)
+                **normal, **skew,
+                ref_length=as_nonnegative_parameter(ref_length, particles.coords, "ref_length",
+                                                    element))
+    ref = p.pop("ref_length")
+    if normal:
+        p["h_x"] = _curvature(p["knl[0]"], ref)
+    if skew:
+        p["h_y"] = _curvature(p["ksl[0]"], ref)
     return track_element(particles, _thin_multipole_body(len(normal), len(skew)), p,
                          length=0.0 * p["tilt"], method=method)

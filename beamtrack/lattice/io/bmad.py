@@ -1084,6 +1084,11 @@ def _element_line(element: Element) -> str:
             continue
         if parameter in ("shape",):
             continue
+        if parameter == "ref_length":  # MAD-X lrad: Bmad's multipole has no curved reference
+            if not _values_equal(value, 0.0):
+                raise LatticeFileError(f"{kind} {element.name!r}: a curved reference "
+                                       "(ref_length, MAD-X lrad) has no Bmad equivalent")
+            continue
         if parameter in ("knl", "ksl"):
             prefix = "k{}l" if parameter == "knl" else "k{}sl"
             values = _orders(value, element, parameter)

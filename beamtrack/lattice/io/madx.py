@@ -83,8 +83,9 @@ MAX_NESTING = 50
 MAX_ELEMENTS = 5_000_000
 #: Overlap [m] between consecutive sequence elements still accepted (rounding).
 OVERLAP_TOLERANCE = 1e-6
-#: Gaps [m] below this are not filled with a drift.
-GAP_TOLERANCE = 1e-12
+#: Gaps [m] up to this are not filled with a drift, as in MAD-X (which then shortens the
+#: line by the gap; checked with cpymad 1.20, MAD-X 5.09).
+GAP_TOLERANCE = 1e-6
 
 _THIN_DEFAULT_LENGTH = {"multipole", "marker", "dipedge", "srotation", "xrotation",
                         "yrotation", "changeref", "translation", "beambeam"}
@@ -287,6 +288,8 @@ class _Reader:
         self.call_depth = 0
         self.top_folder: str | None = None
         self.skipping_edit: _Statement | None = None
+        # thick solenoids whose ks MAD-X froze at definition: name -> (deferred, value)
+        self.frozen_ks: dict[str, tuple[_Value, _Value]] = {}
 
     # -- values ---------------------------------------------------------------------
     def expression(self, text: str, statement: _Statement, offset: int) -> Expression:
@@ -582,10 +585,29 @@ class _Reader:
         origin = args.pop("from", None)
         line, column = statement.line, statement.column
         self.elements[name] = _Definition(name, parent, args, line, column, statement.file)
+        if self.base_class(name) == "solenoid":
+            self._freeze_solenoid_ks(name)
         if self.current is not None:
             self.current.entries.append(_Entry(
                 name, at, origin.payload if origin is not None else None, line, column,
                 statement.file))
+
+    def _freeze_solenoid_ks(self, name: str) -> None:
+        """MAD-X (5.09) evaluates the ``ks`` of a thick solenoid once, when the element
+        definition is read, even when it was given with ``:=`` (an ``ks := expr`` in a
+        later attribute change, ``sol, ks := expr;``, stays deferred). Checked with
+        cpymad: ``s: solenoid, l=0.4, ks := k; k = 0.3;`` has ``ks = 0`` in MAD-X, and
+        LEIR's compensation solenoids are off in MAD-X for this reason."""
+        length_value = self.lookup_attr(name, "l")
+        if length_value is None or self.number(length_value, f"{name}->l") == 0.0:
+            return
+        ks_value = self.lookup_attr(name, "ks")
+        if ks_value is None or ks_value.kind != "deferred":
+            return
+        frozen = _Value("number", self.number(ks_value, f"{name}->ks"), ks_value.line,
+                        ks_value.column)
+        self.elements[name].attrs["ks"] = frozen
+        self.frozen_ks[name] = (ks_value, frozen)
 
     def _defined(self, name: str) -> None:
         if name in self.order:
@@ -918,8 +940,32 @@ class _Reader:
         except (ParameterError, LatticeError, ValueError, TypeError, OverflowError,
                 ZeroDivisionError, NotImplementedError) as exc:
             raise LatticeFileError(f"element {name!r} ({cls}): {exc}", **where) from None
+        if cls == "solenoid":
+            self._warn_frozen_ks(name)
         self.built[name] = element
         return element
+
+    def _warn_frozen_ks(self, name: str) -> None:
+        """Warn where a solenoid's ``ks`` frozen at definition differs from the value
+        its ``:=`` expression has at the end of the input."""
+        holder, seen = name, 0
+        while holder in self.elements and seen < MAX_NESTING:
+            if "ks" in self.elements[holder].attrs:
+                break
+            holder = self.elements[holder].parent or ""
+            seen += 1
+        if holder not in self.frozen_ks:
+            return
+        deferred, frozen = self.frozen_ks[holder]
+        if self.elements[holder].attrs["ks"] is not frozen:
+            return  # changed later by an attribute statement
+        final = self.number(deferred, f"{holder}->ks")
+        if final != frozen.payload:
+            warnings.warn(f"{self.source}: solenoid {name!r}: ks := ... is evaluated when "
+                          f"{holder!r} is defined (ks = {frozen.payload:g}), as MAD-X does "
+                          "for thick "
+                          f"solenoids; at the end of the input it would be {final:g}",
+                          LatticeFileWarning, stacklevel=3)
 
     # harmon needs the ring: set by load() before building
     length_for_harmon: Callable[[], float] | None = None
@@ -959,6 +1005,27 @@ def _skew_rotation(normal: float, skew: float, order: int) -> tuple[float, float
     ``K`` into ``kn = K cos((n+1) theta)``, ``ks = -K sin((n+1) theta)``."""
     strength = math.hypot(normal, skew)
     return strength, -math.atan2(skew, normal) / (order + 1)
+
+
+def _rotated_orders(knl: list[float], ksl: list[float],
+                    tilt: float) -> dict[str, tuple[float, ...]]:
+    """``knl``, ``ksl`` of a multipole rolled by ``tilt``, as untilted strengths.
+
+    Rolling order ``n`` by ``tilt`` multiplies ``K_nL + i K_nSL`` by
+    ``exp(-i (n+1) tilt)`` (MAD-X and Bmad: a quadrupole rolled by pi/4 is a negative
+    skew quadrupole).
+    """
+    if tilt == 0:
+        return {"knl": tuple(knl), "ksl": tuple(ksl)}
+    orders = max(len(knl), len(ksl))
+    normal, skew = [], []
+    for n in range(orders):
+        a = knl[n] if n < len(knl) else 0.0
+        b = ksl[n] if n < len(ksl) else 0.0
+        c, s = math.cos((n + 1) * tilt), math.sin((n + 1) * tilt)
+        normal.append(a * c + b * s)
+        skew.append(b * c - a * s)
+    return {"knl": tuple(normal), "ksl": tuple(skew)}
 
 
 def _convert(cls: str, name: str, get: Callable[..., float], has: Callable[[str], bool],
@@ -1024,7 +1091,14 @@ def _convert(cls: str, name: str, get: Callable[..., float], has: Callable[[str]
                               "hgap": get("hgap"), "tilt": tilt}
     if cls == "multipole":
         knl, ksl = array("knl"), array("ksl")
-        return "Multipole", {"knl": tuple(knl), "ksl": tuple(ksl), "tilt": tilt}
+        params = {"knl": tuple(knl), "ksl": tuple(ksl), "tilt": tilt}
+        lrad = get("lrad")
+        if lrad > 0 and any(v != 0 for v in (knl or [0.0])[:1] + (ksl or [0.0])[:1]):
+            # a slice of a bend (MAKETHIN): MAD-X adds the weak focusing -knl[0]^2/lrad
+            # (and -ksl[0]^2/lrad vertically), computed from the strengths after the tilt
+            # rotated them; so rotate them here and leave no tilt (checked against RMATRIX)
+            params.update(_rotated_orders(knl, ksl, tilt), tilt=0.0, ref_length=lrad)
+        return "Multipole", params
     if cls in ("hkicker", "vkicker"):
         kick = get("kick")
         if kick == 0:
@@ -1238,15 +1312,21 @@ def _definition(element: Element) -> tuple[str, float]:
         if not zero("tilt"):
             raise LatticeFileError(f"{kind} {name!r}: tilt (a roll of the magnet about its "
                                    "chord) has no MAD-X attribute; MAD-X's tilt is ref_tilt")
+        extra = []
         if "dg" in element.declaration() and not zero("dg"):
-            raise LatticeFileError(f"{kind} {name!r}: dg cannot be written to MAD-X yet")
+            # MAD-X's k0 is the field; the reader takes dg = k0 - angle/arc back
+            arc = float(value("length")) if kind == "SBend" else float(element.path_length)
+            if arc == 0:
+                raise LatticeFileError(f"{kind} {name!r}: dg of a zero-length bend")
+            extra.append(f"k0={_number(float(value('angle')) / arc + float(value('dg')), name)}")
         if value("fringe_type") != "linear_edge":
             warnings.warn(f"{kind} {name!r}: fringe_type {value('fringe_type')!r} is written "
                           "as MAD-X's default linear edge model", LatticeFileWarning,
                           stacklevel=3)
         parts = [kind.lower(), f"l={num('length')}", f"angle={num('angle')}",
                  f"k1={num('k1')}", f"e1={num('e1')}", f"e2={num('e2')}",
-                 f"fint={num('fint')}", f"hgap={num('hgap')}", f"tilt={num('ref_tilt')}"]
+                 f"fint={num('fint')}", f"hgap={num('hgap')}", f"tilt={num('ref_tilt')}",
+                 *extra]
         if value("fint_exit") is not None:
             parts.append(f"fintx={num('fint_exit')}")
         if value("hgap_exit") is not None and float(value("hgap_exit")) != float(value("hgap")):
@@ -1257,6 +1337,14 @@ def _definition(element: Element) -> tuple[str, float]:
         knl = ", ".join(_number(v, f"{name!r} knl") for v in value("knl"))
         ksl = ", ".join(_number(v, f"{name!r} ksl") for v in value("ksl"))
         parts = ["multipole", f"knl={{{knl}}}", f"ksl={{{ksl}}}", f"tilt={num('tilt')}"]
+        if not zero("ref_length"):
+            dipoles = [v for v in (value("knl")[:1], value("ksl")[:1]) for v in v]
+            if not zero("tilt") and any(float(v) != 0 for v in dipoles):
+                raise LatticeFileError(
+                    f"Multipole {name!r}: a rolled curved reference (ref_length with tilt "
+                    "and K0L or K0SL) cannot be written: MAD-X's lrad weak focusing uses "
+                    "the rolled strengths plane by plane")
+            parts.append(f"lrad={num('ref_length')}")
     elif kind in ("HKicker", "VKicker"):
         parts = [kind.lower(), f"l={num('length')}", f"kick={num('kick')}",
                  f"tilt={num('tilt')}"]

@@ -215,7 +215,10 @@ def _from_multipole(element: Any, name: str, warn: OnceWarner) -> Element:
                            f"component (knl[0] = {knl0!r}, ksl[0] = {ksl0!r}) other than a "
                            f"bend of the reference (hxl = knl[0] = {hxl!r}) or a pure "
                            "corrector has no beamtrack counterpart")
-    return ELEMENT_KINDS["Multipole"](name, knl=_trimmed(knl), ksl=_trimmed(ksl), **frame)
+    # Xsuite's length of a thin multipole is the curved reference's (MAD-X lrad): the
+    # weak focusing -knl[0] (hxl / length) x, which is beamtrack's ref_length.
+    return ELEMENT_KINDS["Multipole"](name, knl=_trimmed(knl), ksl=_trimmed(ksl),
+                                      ref_length=_field(element, "length"), **frame)
 
 
 def _from_cavity(element: Any, name: str, warn: OnceWarner, q0: float) -> Element:
@@ -510,7 +513,8 @@ def _convert_element(xt: Any, element: Element, method: str, warn: OnceWarner, q
         order = max(len(knl), len(ksl), 1) - 1
         knl += [0.0] * (order + 1 - len(knl))
         ksl += [0.0] * (order + 1 - len(ksl))
-        return xt.Multipole(knl=knl, ksl=ksl, hxl=knl[0], **_frame(element))
+        return xt.Multipole(knl=knl, ksl=ksl, hxl=knl[0], length=_number(p["ref_length"]),
+                            **_frame(element))
     if kind in ("HKicker", "VKicker", "Kicker"):
         if _number(p["length"]) != 0.0:
             raise LatticeError(f"{kind} {element.name!r}: a thick corrector has no Xsuite "
