@@ -323,3 +323,159 @@ def test_fuzz_random_text_raises_only_lattice_file_errors(text):
 @given(st.integers(0, len(ROUND_TRIP) - 1), st.integers(0, 20), st.text(max_size=5))
 def test_fuzz_mutated_file_raises_only_lattice_file_errors(position, cut, insert):
     _only_lattice_file_errors(ROUND_TRIP[:position] + insert + ROUND_TRIP[position + cut:])
+
+
+# -- superposition --------------------------------------------------------------------
+#: The Bmad school's superposition example (D. Sagan, github.com/ChristopherMayes/
+#: bmad-school wiki, "Superposition of Lattice Elements") with Tao's "show lat" output:
+#: (name, beta_a, beta_b, phi_a, phi_b) at the end of each element, printed by Tao to
+#: 0.01 m and 0.001 rad.
+TAO_EXAMPLE = """
+beginning[beta_a] = 10.
+beginning[beta_b] = 10.
+beginning[e_tot] = 10e6
+parameter[geometry] = open
+q: quadrupole, L = 1, k1 = 0.2
+d: drift, L = 1
+m1: marker, superimpose, ref = q, ref_origin = beginning, offset = 0.3
+m2: marker, superimpose, ref = q, ref_origin = end, offset = 0.4
+lat: line = (q, d)
+use, lat
+"""
+TAO_SHOW_LAT = [("q#1", 9.83, 10.19, 0.030, 0.030), ("m1", 9.83, 10.19, 0.030, 0.030),
+                ("q#2", 8.22, 12.24, 0.107, 0.094), ("d#1", 6.97, 14.24, 0.160, 0.124),
+                ("m2", 6.97, 14.24, 0.160, 0.124), ("d#2", 5.37, 17.58, 0.258, 0.162)]
+
+
+def _starts(line) -> dict[str, list[float]]:
+    """s [m] at the entrance of every element, by name."""
+    out: dict[str, list[float]] = {}
+    s = 0.0
+    for element in line.items:
+        out.setdefault(element.name, []).append(s)
+        s += float(element.path_length)
+    return out
+
+
+def test_superposition_reproduces_taos_example():
+    line = read(TAO_EXAMPLE)
+    assert line.names() == [row[0] for row in TAO_SHOW_LAT]
+    assert [float(e.path_length) for e in line.items] == pytest.approx(
+        [0.3, 0.0, 0.7, 0.4, 0.0, 0.6], abs=1e-15)
+    table = bt.twiss(line, bt.TwissInit(beta_x=10.0, alpha_x=0.0, beta_y=10.0, alpha_y=0.0))
+    for i, (_, beta_a, beta_b, phi_a, phi_b) in enumerate(TAO_SHOW_LAT, start=1):
+        assert float(table.beta_x[i]) == pytest.approx(beta_a, abs=0.005)
+        assert float(table.beta_y[i]) == pytest.approx(beta_b, abs=0.005)
+        assert float(table.mu_x[i]) == pytest.approx(phi_a, abs=0.0005)
+        assert float(table.mu_y[i]) == pytest.approx(phi_b, abs=0.0005)
+
+
+@pytest.mark.parametrize("ref_origin", ["beginning", "center", "end"])
+@pytest.mark.parametrize("ele_origin", ["beginning", "center", "end"])
+def test_superposition_onto_drifts_with_each_origin(ref_origin, ele_origin):
+    # Bmad: the ele_origin point of the element goes to the ref_origin point of the
+    # reference shifted by offset; the drifts it covers are cut.
+    fraction = {"beginning": 0.0, "center": 0.5, "end": 1.0}
+    lq, lk, offset = 0.2, 0.1, 0.75
+    line = read(f"d: drift, l = 2\nr: quadrupole, l = {lq}, k1 = 1\n"
+                f"k: sextupole, l = {lk}, k2 = 3, superimpose, ref = r, offset = {offset}, "
+                f"ref_origin = {ref_origin}, ele_origin = {ele_origin}\n"
+                "x: line = (d, r, d)\n")
+    expected = 2.0 + fraction[ref_origin] * lq + offset - fraction[ele_origin] * lk
+    starts = _starts(line)
+    assert starts["k"] == [pytest.approx(expected, abs=1e-12)]
+    assert line.names() == ["d", "r", "d#1", "k", "d#2"]
+    assert line["d#1"].length == pytest.approx(expected - 2.0 - lq, abs=1e-12)
+    assert sum(float(e.path_length) for e in line.items) == pytest.approx(4.0 + lq, abs=1e-12)
+
+
+def test_superposition_forms_instances_and_later_settings():
+    # No ref: offset from the start of the line. Every occurrence of the reference gets
+    # a copy; the command form and a later x[superimpose] = T work as definitions do.
+    line = read("d: drift, l = 1\nq: quadrupole, l = 0.5, k1 = 1\n"
+                "a: marker, superimpose, offset = 0.25\n"
+                "b: monitor\nb[superimpose] = T\nb[ref] = q\nb[ref_origin] = end\n"
+                "b[offset] = 0.5\n"
+                "c: marker\nsuperimpose, element = c, ref = d##2, ele_origin = beginning, "
+                "ref_origin = beginning, offset = 0.1\n"
+                "x: line = (d, q, d, q, d)\n")
+    starts = _starts(line)
+    assert starts["a"] == [pytest.approx(0.25)]
+    assert starts["b"] == [pytest.approx(2.0), pytest.approx(3.5)]
+    assert starts["c"] == [pytest.approx(1.6)]
+    # the drifts are cut into 0.25 + 0.75, 0.1 + 0.4 + 0.5 and 0.5 + 0.5: one name per
+    # distinct piece
+    lengths = {name: line[name].length for name in line.names() if name.startswith("d#")}
+    assert len(set(lengths.values())) == len(lengths)
+    assert sorted(round(v, 12) for v in lengths.values()) == [0.1, 0.25, 0.4, 0.5, 0.75]
+    assert [round(e.length, 12) for e in line.items if e.name.startswith("d")] == [
+        0.25, 0.75, 0.1, 0.4, 0.5, 0.5, 0.5]
+    assert sum(float(e.path_length) for e in line.items) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("magnet", ["quadrupole, k1 = 2.1, tilt = 0.2, x_offset = 1e-3, "
+                                    "num_steps = 5",
+                                    "sextupole, k2 = 30, y_offset = 2e-4, num_steps = 3",
+                                    "solenoid, ks = 0.8", "pipe"])
+def test_marker_inside_a_magnet_cuts_it_without_changing_the_tracking(magnet):
+    whole = read(f"parameter[particle] = electron\nbeginning[p0c] = 1e9\n"
+                 f"q: {magnet}, l = 0.6\nx: line = (q)\n")
+    cut = read(f"parameter[particle] = electron\nbeginning[p0c] = 1e9\n"
+               f"q: {magnet}, l = 0.6\nm: marker, superimpose, ref = q, "
+               "ref_origin = beginning, offset = 0.2\nx: line = (q)\n")
+    assert cut.names() == ["q#1", "m", "q#2"]
+    assert cut["q#1"].length == pytest.approx(0.2) and cut["q#2"].length == pytest.approx(0.4)
+    if magnet.startswith("quadrupole"):
+        assert (cut["q#1"].num_steps, cut["q#2"].num_steps) == (2, 4)  # 5 shared, rounded up
+        assert cut["q#2"].tilt == 0.2 and cut["q#2"].x_offset == 1e-3
+    # kick-drift-kick bodies (sextupole: 3 steps -> 1 + 2) keep their kick positions
+    p = particles()
+    a = whole.track(p)
+    b = cut.track(p)
+    np.testing.assert_allclose(np.asarray(b.coords), np.asarray(a.coords), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("text, message, line_no, column", [
+    ("k: quadrupole, l = 0.5, superimpose, ref = b, offset = 0.1\n", "overlaps 'b'", 4, 25),
+    ("m: marker, superimpose, ref = b, offset = 0.1\n", "inside 'b'", 4, 12),
+    ("m: marker,\n  superimpose, ref = b, offset = 5\n", "outside the line", 5, 3),
+    ("m: marker, superimpose, ref = sbend::b\n", "class-qualified", 4, 12),
+    ("m: marker, superimpose, ref = b, ref_origin = middle\n", "ref_origin", 4, 34),
+    ("k: quadrupole, l = 2, superimpose, ref = mk\n", "zero-length element 'mk'", 4, 23),
+])
+def test_superposition_refused_where_bmad_makes_lords_and_slaves(text, message, line_no,
+                                                                 column):
+    head = "d: drift, l = 1\nb: sbend, l = 1, angle = 0.1\nmk: marker\n"
+    with pytest.raises(LatticeFileError, match=message) as info:
+        bmad.loads(head + text + "x: line = (d, b, d, mk, d)\n", source="s.bmad")
+    assert (info.value.file, info.value.line, info.value.column) == ("s.bmad", line_no, column)
+
+
+def test_superposition_with_a_missing_reference_warns():
+    with pytest.warns(LatticeFileWarning, match="no element 'zz'"):
+        line = bmad.loads("d: drift, l = 1\nm: marker, superimpose, ref = zz\nx: line = (d)\n")
+    assert line.names() == ["d"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["beginning", "center", "end"]),
+                          st.sampled_from(["beginning", "center", "end"]),
+                          st.floats(-3, 3), st.sampled_from([0.0, 0.1, 0.5]),
+                          st.sampled_from(["d", "q", "m0", "k0", "k1", None])),
+                max_size=4))
+def test_fuzz_superpositions_keep_the_length_or_raise_lattice_file_errors(placements):
+    text = "d: drift, l = 1\nq: quadrupole, l = 0.4, k1 = 1\nm: marker\n"
+    for i, (ref_origin, ele_origin, offset, length, ref) in enumerate(placements):
+        kind = f"quadrupole, l = {length}" if length else "marker"
+        text += (f"k{i}: {kind}, superimpose, offset = {offset!r}, ref_origin = {ref_origin}, "
+                 f"ele_origin = {ele_origin}" + (f", ref = {ref}" if ref else "") + "\n")
+    text += "m0: marker\nx: line = (d, q, d, m0, d)\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            line = bmad.loads(text)
+        except LatticeFileError as exc:
+            assert exc.line is not None
+            return
+    assert sum(float(e.path_length) for e in line.items) == pytest.approx(3.4, abs=1e-9)
+    assert all(float(e.path_length) >= 0 for e in line.items)

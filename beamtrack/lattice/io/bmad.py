@@ -5,7 +5,8 @@ The reader covers the linac and transfer-line subset of the Bmad language (see
 after definition, variables (Bmad's immediate evaluation), arithmetic with Bmad's
 constants and functions, element attribute references (``q[k1]``), ``parameter``,
 ``beginning`` and MAD-style ``beam`` statements, ``call, file=`` (confined to the
-top file's folder or ``root``), lines with repetition and reflection, and ``use``.
+top file's folder or ``root``), lines with repetition and reflection, ``use``, and
+superposition (placed by :mod:`beamtrack.lattice.io.bmad_superposition`).
 
 Every Bmad attribute the reader understands is named in :data:`BMAD_KINDS`, the one
 table of Bmad names, beamtrack parameters and unit factors; the writer reads the same
@@ -30,6 +31,8 @@ from beamtrack.backends import backend_of
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.elements import ELEMENT_KINDS, Element
 from beamtrack.lattice.errors import LatticeError, LatticeFileError, LatticeFileWarning
+from beamtrack.lattice.io import bmad_superposition as superposition
+from beamtrack.lattice.io.bmad_superposition import ORIGINS, Placement
 from beamtrack.lattice.io.expressions import MATH_FUNCTIONS, Expression, parse
 from beamtrack.lattice.io.statements import (
     LineEntry,
@@ -212,7 +215,13 @@ SWITCHES = frozenset({"fringe_type", "cavity_type", "aperture_type", "aperture_a
                       "symplectify", "exact_multipoles", "multipoles_on",
                       "scale_multipoles", "autoscale_amplitude", "autoscale_phase",
                       "ptc_fringe_geometry", "offset_moves_aperture", "create_jumbo_slave",
-                      "spin_fringe_on"})
+                      "spin_fringe_on", "superimpose", "wrap_superimpose", "ref", "ref_origin",
+                      "ele_origin"})
+#: Attributes that place an element by superposition (see ``bmad_superposition``); the
+#: ``ref_beginning``-style flags are Bmad's older spelling of the origins.
+SUPERPOSITION_ATTRIBUTES = frozenset({
+    "superimpose", "wrap_superimpose", "ref", "offset", "ref_origin", "ele_origin",
+    "ref_beginning", "ref_center", "ref_end", "ele_beginning", "ele_center", "ele_end"})
 #: Bmad fringe_type values -> beamtrack's.
 FRINGE_TYPES = {"none": "none", "linear_edge": "linear_edge", "hard_edge_only": "hard_edge",
                 "soft_edge_only": "soft_edge", "basic_bend": "basic_bend",
@@ -254,6 +263,7 @@ class _Definition:
     where: dict[str, tuple[Statement, int]] = field(default_factory=dict)
     statement: Statement | None = None
     offset: int = 0
+    serial: int = 0
 
 
 class _Reader:
@@ -272,6 +282,8 @@ class _Reader:
         self.depth = 0
         self.skip_next = False
         self.reference_where: dict[str, tuple[Statement, int]] = {}
+        self.serial = 0
+        self.superimpose_commands: list[tuple[int, Placement]] = []
 
     # -- warnings -------------------------------------------------------------------
     def warn_once(self, key: str, statement: Statement, message: str, offset: int = 0) -> None:
@@ -377,7 +389,10 @@ class _Reader:
             return None
         if word in _QUIET_COMMANDS:
             return None
-        if word in ("superimpose", "merge_elements", "remove_elements", "slice_lattice",
+        if word == "superimpose":
+            self.superimpose_command(statement, pieces)
+            return None
+        if word in ("merge_elements", "remove_elements", "slice_lattice",
                     "combine_consecutive_elements", "start_branch_at"):
             raise statement.error(f"the {word!r} command is not supported (it changes the "
                                   "line; expand the lattice with Bmad first)")
@@ -386,6 +401,50 @@ class _Reader:
         self.warn_once(f"command:{word}", statement, f"statement {word!r} is not supported "
                        "and is skipped")
         return None
+
+    def superimpose_command(self, statement: Statement, pieces: list) -> None:
+        """Bmad's ``superimpose, element = name, ref = ..., offset = ...`` command."""
+        values: dict[str, Any] = {}
+        where: dict[str, int] = {}
+        for name, value, name_at, value_at in iter_pieces(pieces):
+            key = name.lower()
+            if key in ("ref_beginning", "ref_center", "ref_end", "ele_beginning", "ele_center",
+                       "ele_end") and value is None:
+                values[key[:3] + "_origin"] = key[4:]
+                continue
+            if value is None:
+                raise statement.error(f"superimpose: {name!r} needs a value", name_at)
+            where[key] = value_at
+            if key == "offset":
+                values[key] = self.evaluate(statement, value, value_at)
+            elif key in ("element", "ref", "ref_origin", "ele_origin", "wrap_superimpose"):
+                values[key] = unquote(value).lower()
+            else:
+                raise statement.error(f"superimpose: unknown setting {name!r}", name_at)
+        if "element" not in values:
+            raise statement.error("superimpose needs element = <name>")
+        if values["element"] not in self.definitions:
+            raise statement.error(f"superimpose: no element named {values['element']!r}",
+                                  where["element"])
+        for key in ("ref_origin", "ele_origin"):
+            if values.get(key, "center") not in ORIGINS:
+                raise statement.error(f"superimpose: {key} = {values[key]!r} is not one of "
+                                      f"{', '.join(ORIGINS)}", where.get(key, 0))
+        self.serial += 1
+        self.superimpose_commands.append((self.serial, Placement(
+            values["element"], values.get("ref"), values.get("offset", 0.0),
+            values.get("ref_origin", "center"), values.get("ele_origin", "center"),
+            statement, 0)))
+
+    def placements(self) -> list[Placement]:
+        """Every superposition of the file, in the order the file gives them."""
+        found = list(self.superimpose_commands)
+        for definition in self.definitions.values():
+            placement = _placement(definition, self)
+            if placement is not None:
+                found.append((definition.serial, placement))
+        found.sort(key=lambda item: item[0])
+        return [placement for _, placement in found]
 
     def call(self, statement: Statement, pieces: list) -> None:
         for name, value, _, value_at in iter_pieces(pieces):
@@ -557,14 +616,13 @@ class _Reader:
                                   head.offset)
         if name in self.lines:
             raise statement.error(f"{label!r} is already a line", 0)
+        self.serial += 1
+        definition.serial = self.serial
         self.definitions[name] = definition
         for attr_name, value, name_at, value_at in iter_pieces(pieces[1:]):
             attribute = attr_name.lower()
             if not attribute:
                 raise statement.error("empty attribute", name_at)
-            if attribute == "superimpose" or attribute == "ref":
-                raise statement.error("superposition is not supported (expand the lattice "
-                                      "with Bmad and write it out first)", name_at)
             self.set_attribute(definition, statement, attribute, value, name_at, value_at)
 
     def line_items(self, statement: Statement, start: int, end: int) -> list[LineEntry]:
@@ -623,6 +681,50 @@ def _definition_colon(statement: Statement) -> int:
     return -1
 
 
+def _truth(definition: _Definition, attribute: str) -> bool:
+    value = definition.attrs.get(attribute, False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return value != 0.0
+    if value in ("t", "true", ".true."):
+        return True
+    if value in ("f", "false", ".false."):
+        return False
+    raise _attribute_error(definition, attribute, f"= {value!r} is not T or F")
+
+
+def _placement(definition: _Definition, reader: _Reader) -> Placement | None:
+    """The superposition that ``definition`` asks for, or ``None``."""
+    attrs = definition.attrs
+    if not _truth(definition, "superimpose"):
+        for attribute in ("ref", "offset", "ref_origin", "ele_origin"):
+            if attribute in attrs:
+                _warn_at(reader, f"superimpose:{definition.name}", definition, attribute,
+                         f"{attribute} without superimpose: the element is not "
+                         "superimposed")
+                break
+        return None
+    origins = {}
+    for side in ("ref", "ele"):
+        origin = attrs.get(f"{side}_origin", "center")
+        for flag in ("beginning", "center", "end"):
+            if f"{side}_{flag}" in attrs and _truth(definition, f"{side}_{flag}"):
+                origin = flag
+        if origin not in ORIGINS:
+            raise _attribute_error(definition, f"{side}_origin", f"= {origin!r} is not one "
+                                   f"of {', '.join(ORIGINS)}")
+        origins[side] = origin
+    ref = attrs.get("ref")
+    if ref is not None and not isinstance(ref, str):
+        raise _attribute_error(definition, "ref", "must be an element name")
+    statement, at = definition.where.get("superimpose",
+                                         (definition.statement, definition.offset))
+    assert statement is not None
+    return Placement(definition.name, ref, _number(definition, "offset"), origins["ref"],
+                     origins["ele"], statement, at)
+
+
 def _short(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
@@ -664,7 +766,7 @@ def _known_attribute(kind: str, attribute: str) -> bool:
     if kind in ("multipole", "ab_multipole", "thick_multipole") and \
             _MULTIPOLE_ATTRIBUTE.fullmatch(attribute):
         return True
-    return attribute in ("l",)
+    return attribute in ("l", "offset")
 
 
 def _number(definition: _Definition, attribute: str, default: float = 0.0) -> float:
@@ -901,7 +1003,8 @@ def _build(definition: _Definition, context: _Context, reader: _Reader) -> list[
                     raise _attribute_error(definition, attribute, "needs a value")
                 raise _attribute_error(definition, attribute, f"must be a number, got {value!r}")
             params[parameter] = value
-        elif attribute in derived or attribute in IGNORED or attribute in ("l",):
+        elif attribute in derived or attribute in IGNORED or attribute in ("l",) or \
+                attribute in SUPERPOSITION_ATTRIBUTES:
             continue
         elif kind in ("multipole", "ab_multipole", "thick_multipole") and \
                 _MULTIPOLE_ATTRIBUTE.fullmatch(attribute):
@@ -995,16 +1098,29 @@ def loads(text: str, *, source: str = "<string>", sequence: str | None = None,
         reader.read(text, source)
         name, names = reader.expand(sequence, source)
         reference = reader.reference(source)
-        used = set(names)
+        placements = reader.placements()
+        used = set(names) | {p.name for p in placements}
         has_lcavity = any(d.kind == "lcavity" for d in reader.definitions.values()
                           if d.name in used)
         context = _Context(reference, has_lcavity)
         built: dict[str, list[Element]] = {}
-        items: list[Element] = []
-        for element_name in names:
+
+        def build(element_name: str) -> tuple[str, list[Element]]:
             if element_name not in built:
                 built[element_name] = _build(reader.definitions[element_name], context, reader)
-            items.extend(built[element_name])
+            return reader.definitions[element_name].kind, built[element_name]
+
+        kinds = {n: build(n)[0] for n in names}
+        if placements:
+            def warn(placement: Placement, message: str) -> None:
+                reader.warn_once(f"superimpose-missing:{placement.name}:{placement.ref}",
+                                 placement.statement, message, placement.at)
+
+            slots = superposition.line_slots(names, built, kinds)
+            slots = superposition.apply(slots, placements, build, warn)
+            items = superposition.flatten(slots)
+        else:
+            items = [element for n in names for element in built[n]]
         try:
             return Beamline(items, name=name, reference=reference)
         except (LatticeError, ParameterError) as exc:
