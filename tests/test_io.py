@@ -150,3 +150,11 @@ def test_binary_and_deeply_nested_json_files(tmp_path):
         bt.load(binary)
     with pytest.raises(bt.LatticeFileError, match="nested too deeply|not valid JSON"):
         bt.loads("[" * 100_000 + "]" * 100_000)
+
+
+def test_a_feature_not_implemented_is_a_lattice_file_error():
+    """A file may ask for a model beamtrack does not have (Bmad's full fringe)."""
+    text = document([{"kind": "SBend", "name": "b", "length": 1.0, "angle": 0.1,
+                      "fringe_type": "full"}])
+    with pytest.raises(bt.LatticeFileError, match="'full' is not implemented"):
+        bt.loads(text)

@@ -1055,7 +1055,8 @@ def _warn_at(reader: _Reader, key: str, definition: _Definition, attribute: str,
 def _element(kind: str, name: str, params: dict[str, Any], definition: _Definition) -> Element:
     try:
         return ELEMENT_KINDS[kind](name, **params)
-    except (ParameterError, LatticeError, ValueError, TypeError, OverflowError) as exc:
+    except (ParameterError, LatticeError, NotImplementedError, ValueError, TypeError,
+            OverflowError) as exc:
         statement = definition.statement
         assert statement is not None
         raise statement.error(f"element {name!r} ({definition.kind}): {exc}",

@@ -535,7 +535,8 @@ def _ematrix(d: _Definition) -> dict[str, Any]:
 def _element(kind: str, name: str, params: dict[str, Any], d: _Definition) -> Element:
     try:
         return ELEMENT_KINDS[kind](name, **params)
-    except (ParameterError, LatticeError, ValueError, TypeError, OverflowError) as exc:
+    except (ParameterError, LatticeError, NotImplementedError, ValueError, TypeError,
+            OverflowError) as exc:
         raise d.error(None, str(exc)) from None
 
 

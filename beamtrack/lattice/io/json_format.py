@@ -200,7 +200,7 @@ def loads(text: str, source: str = "<string>") -> Beamline:
         if exc.file is None:
             raise LatticeFileError(exc.message, file=source) from None
         raise
-    except (LatticeError, ParameterError) as exc:
+    except (LatticeError, ParameterError, NotImplementedError) as exc:
         raise LatticeFileError(str(exc), file=source) from None
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         # a value of the wrong JSON type where an element expects another
