@@ -254,14 +254,10 @@ REAL = [
     pytest.param("elena/elena.madx", True, (), (), id="elena"),
     # LEIR's injection settings hold orbit bumps of up to 0.17 m; beamtrack's twiss is
     # about the reference orbit, MAD-X's about the closed orbit: compare with the
-    # kickers off in both. Its skew quadrupoles couple the planes (see the xfail).
-    pytest.param("leir/leir.madx", True, ("hkicker", "vkicker", "kicker"), (), id="leir",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "LEIR is coupled (skew quadrupoles er.qsk21/22, k1s = +-0.0728 m^-2): "
-                     "MAD-X TWISS reports the eigenmode tunes, beamtrack's twiss the "
-                     "uncoupled 2x2 blocks (documented in tracking/optics.py); tunes differ "
-                     "by -5.3e-4 and -2.0e-3 while the one-turn matrices agree to 2e-9 "
-                     "(test_leir_one_turn_map_matches_madx)"))),
+    # kickers off in both. Its skew quadrupoles (er.qsk21/22, k1s = +-0.0728 m^-2) couple
+    # the planes: both codes give Edwards-Teng normal-mode tunes and betas (measured:
+    # tunes 3e-10, betas 1.1e-10 relative); leir-uncoupled switches them off.
+    pytest.param("leir/leir.madx", True, ("hkicker", "vkicker", "kicker"), (), id="leir"),
     pytest.param("leir/leir.madx", True, ("hkicker", "vkicker", "kicker"), LEIR_SKEW_QUADS,
                  id="leir-uncoupled"),
     pytest.param("h6_experimental_line/h6.madx", False, (), (), id="h6"),

@@ -15,7 +15,13 @@ from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.elements import Element
 from beamtrack.lattice.linear_map import LinearMap
 from beamtrack.tracking.errors import ParameterError
-from beamtrack.tracking.optics import TWISS_FIELDS, TwissInit, periodic_twiss, propagate_twiss
+from beamtrack.tracking.optics import (
+    COUPLING_FIELDS,
+    TWISS_FIELDS,
+    TwissInit,
+    periodic_twiss,
+    propagate_twiss,
+)
 from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.species import electron
@@ -138,6 +144,15 @@ class TwissTable:
 
     Every field is an array of shape ``(*batch, n_elements + 1)`` of the backend the
     calculation ran on. ``names[0]`` is ``"(start)"``.
+
+    With linear coupling, ``beta_x, alpha_x, mu_x`` and ``beta_y, alpha_y, mu_y`` are
+    the Edwards-Teng normal-mode functions (the x-like mode ``a`` and the y-like mode
+    ``b``), as MAD-X's ``betx, alfx, mux, bety, alfy, muy``, and ``r11, r12, r21, r22``
+    the elements of the coupling matrix ``R`` as MAD-X's TWISS columns of the same names
+    (``r12`` [m], ``r21`` [1/m]); see :mod:`beamtrack.tracking.optics`. Uncoupled,
+    ``R = 0`` and the functions are those of the x and y planes. ``tune_x`` and
+    ``tune_y`` (periodic solutions only) are the normal-mode tunes, ``mu / (2 pi)`` at
+    the end.
     """
 
     names: tuple[str, ...]
@@ -152,6 +167,10 @@ class TwissTable:
     mu_y: Any
     dy: Any
     dpy: Any
+    r11: Any = None
+    r12: Any = None
+    r21: Any = None
+    r22: Any = None
     tune_x: Any = None
     tune_y: Any = None
 
@@ -160,7 +179,7 @@ class TwissTable:
         if name not in self.names:
             raise KeyError(f"no element {name!r} in this Twiss table")
         i = self.names.index(name)
-        return {f: getattr(self, f)[..., i] for f in ("s",) + TWISS_FIELDS}
+        return {f: getattr(self, f)[..., i] for f in ("s",) + TWISS_FIELDS + COUPLING_FIELDS}
 
 
 def twiss(
@@ -181,7 +200,11 @@ def twiss(
     initial
         Initial conditions of a single pass. ``None`` computes the periodic solution
         of the line taken as a ring or a periodic cell, and fills ``tune_x`` and
-        ``tune_y`` (total phase advance over 2 pi).
+        ``tune_y`` (total phase advance over 2 pi). With linear coupling (skew or
+        rolled quadrupoles, solenoids) the functions are MAD-X's Edwards-Teng
+        normal-mode functions and coupling matrix (see :class:`TwissTable`); a single
+        pass starts from the coupling matrix of ``initial`` (zero by default: an
+        uncoupled beam, as MAD-X's TWISS with ``betx, bety, ...`` only).
     p0c, mc2
         Reference momentum and rest energy [eV] (matter for R56 and cavities only);
         by default the line's :attr:`~beamtrack.lattice.beamline.Beamline.reference`,
@@ -194,8 +217,16 @@ def twiss(
     -------
     TwissTable
         Values at the start and after each element (phase advances in radians).
+
+    Raises
+    ------
+    ParameterError
+        If the periodic solution does not exist (an unstable plane or normal mode,
+        or unstable coupled motion), or the normal modes flip along the line (coupling
+        too strong for the Edwards-Teng parametrisation).
     """
-    extra = [] if initial is None else [getattr(initial, f) for f in TWISS_FIELDS]
+    extra = [] if initial is None else [getattr(initial, f)
+                                        for f in TWISS_FIELDS + COUPLING_FIELDS]
     backend = backend or infer_backend(line, *extra)
     maps = list(element_maps(line, p0c, mc2, backend))
     if not maps:
