@@ -1,12 +1,14 @@
 """beamtrack: backend-agnostic, differentiable beam dynamics tracking.
 
 The public face of the package; it only re-exports. Importing beamtrack imports
-neither torch, nor jax, nor cupy.
+neither torch, nor jax, nor cupy, nor dask.
 """
 
 from importlib.resources import files as _files
 
 from beamtrack import backends
+from beamtrack.backends.defaults import defaults, get_defaults, set_defaults
+from beamtrack.distributed import scan_parameters
 from beamtrack.lattice import (
     Aperture,
     Beamline,
@@ -168,6 +170,11 @@ __all__ = [
     "LatticeFileWarning",
     "ParameterError",
     "UnknownParameterError",
-    # The backends layer
+    # The backends layer and the project's defaults
     "backends",
+    "defaults",
+    "get_defaults",
+    "set_defaults",
+    # Parameter scans on a Dask cluster (Dask imported only when a scan runs)
+    "scan_parameters",
 ]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from beamtrack import backends as backend_registry
+from beamtrack.backends.defaults import get_defaults
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.crosscheck import FLOAT64_TOLERANCE, crosscheck
 from beamtrack.lattice.io import FORMATS, format_of, load, load_beam, save
@@ -248,8 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     track = sub.add_parser("track", help="track a Gaussian beam and print its statistics")
     beam_options(track)
-    track.add_argument("--backend", default="numpy", choices=backend_registry.KNOWN,
-                       help="array library to track with")
+    track.add_argument("--backend", default=get_defaults().backend,
+                       choices=backend_registry.KNOWN,
+                       help="array library to track with (default: %(default)s, the "
+                            "project's default: BEAMTRACK_BACKEND or set_defaults)")
     track.add_argument("--each", action="store_true", help="print a row after every element")
     track.set_defaults(func=cmd_track)
 

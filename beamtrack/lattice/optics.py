@@ -10,7 +10,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from beamtrack.backends import backend_of, get
+from beamtrack.backends import backend_of
+from beamtrack.backends.defaults import get_defaults, resolve
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.elements import Element
 from beamtrack.lattice.linear_map import LinearMap
@@ -51,22 +52,25 @@ def _arrays_in(line: Beamline) -> list[Any]:
 
 
 def infer_backend(line: Beamline, *extra: Any) -> str:
-    """The backend of the first array among ``extra`` and the line's parameters, else numpy."""
+    """The backend of the first array among ``extra`` and the line's parameters, else the
+    project's default backend (:func:`beamtrack.set_defaults`; NumPy unless set)."""
     for value in list(extra) + _arrays_in(line):
         if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.ndarray):
             return backend_of(value).name
-    return "numpy"
+    return get_defaults().backend
 
 
 def reference_particles(
-    p0c: Any = DEFAULT_P0C, mc2: Any = electron.mc2, backend: str = "numpy"
+    p0c: Any = DEFAULT_P0C, mc2: Any = electron.mc2, backend: str | None = None
 ) -> Particles:
-    """Seven probe particles: the six unit vectors and the reference orbit (last)."""
+    """Seven probe particles: the six unit vectors and the reference orbit (last), on
+    ``backend`` (default: the project's default backend, dtype and device)."""
     coords = np.concatenate([np.eye(6), np.zeros((6, 1))], axis=1)
-    target = get(backend)
+    target, dtype, device = resolve(backend)
     if not array_api_compat.is_array_api_obj(p0c) or isinstance(p0c, np.ndarray):
         p0c = float(p0c)
-    return Particles(coords=target.asarray(coords), p0c=p0c, mc2=mc2)
+    return Particles(coords=target.asarray(coords, dtype=dtype, device=device), p0c=p0c,
+                     mc2=mc2)
 
 
 def _split(out: Particles) -> tuple[Any, Any]:

@@ -4,7 +4,9 @@ Random numbers are drawn on the host with NumPy's PCG64 generator (through the
 backends layer) and then moved to the target backend, so one seed gives the same
 beam on NumPy, PyTorch, JAX, CuPy and array-api-strict. Beam parameters (Twiss
 parameters, emittances, spreads, a covariance matrix) may be numbers or arrays of the
-target backend; the particles are then a differentiable function of them.
+target backend; the particles are then a differentiable function of them. Without
+``backend=``, ``dtype=`` or ``device=``, beams are created where the project's defaults
+say (:mod:`beamtrack.backends.defaults`: NumPy and float64 unless set).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import array_api_compat
 import numpy as np
 
 from beamtrack.backends import get
+from beamtrack.backends.defaults import resolve
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.reference import Reference
@@ -113,7 +116,7 @@ def from_twiss(
     mean: Sequence[float] | Any | None = None,
     distribution: str = "gaussian",
     seed: int = 0,
-    backend: str = "numpy",
+    backend: str | None = None,
     dtype: Any = None,
     device: Any = None,
     s: Any = 0.0,
@@ -152,7 +155,8 @@ def from_twiss(
     seed
         Random seed; the same seed gives the same beam on every backend.
     backend, dtype, device
-        Where the particles live (float64 by default).
+        Where the particles live; by default the project's defaults
+        (:func:`beamtrack.set_defaults`: NumPy, float64, unless set).
     s
         Longitudinal position [m].
 
@@ -164,7 +168,7 @@ def from_twiss(
     """
     n = _check_n(n, "from_twiss")
     p0c, mc2 = reference_fields(p0c, mc2, reference, "from_twiss")
-    target = get(backend)
+    target, dtype, device = resolve(backend, dtype, device)
     unit = target.asarray(unit_samples(n, distribution, seed), dtype=dtype, device=device)
     xp = array_api_compat.array_namespace(unit)
 
@@ -223,7 +227,7 @@ def from_covariance(
     reference: Reference | None = None,
     mean: Sequence[float] | Any | None = None,
     seed: int = 0,
-    backend: str = "numpy",
+    backend: str | None = None,
     dtype: Any = None,
     device: Any = None,
     s: Any = 0.0,
@@ -234,11 +238,13 @@ def from_covariance(
     ``L`` with ``L L^T = covariance`` comes from an eigen-decomposition on the host, so
     positive semi-definite matrices (e.g. zero energy spread) work. For a backend array
     (differentiable), ``L`` is its Cholesky factor, which needs a positive-definite
-    matrix. ``p0c`` and ``mc2`` [eV] default to those of ``reference``.
+    matrix. ``p0c`` and ``mc2`` [eV] default to those of ``reference``. ``backend``,
+    ``dtype`` and ``device`` default to the project's defaults
+    (:func:`beamtrack.set_defaults`).
     """
     n = _check_n(n, "from_covariance")
     p0c, mc2 = reference_fields(p0c, mc2, reference, "from_covariance")
-    target = get(backend)
+    target, dtype, device = resolve(backend, dtype, device)
     unit = target.asarray(unit_samples(n, "gaussian", seed), dtype=dtype, device=device)
     xp = array_api_compat.array_namespace(unit)
     if array_api_compat.is_array_api_obj(covariance) and not isinstance(covariance, np.ndarray):
@@ -272,7 +278,7 @@ def gaussian_particles(
     reference: Reference | None = None,
     mean: Sequence[float] | None = None,
     seed: int = 0,
-    backend: str = "numpy",
+    backend: str | None = None,
     dtype: Any = None,
     device: Any = None,
 ) -> Particles:
@@ -294,7 +300,8 @@ def gaussian_particles(
     seed
         Random seed (same beam on every backend).
     backend, dtype, device
-        Where the particles live (float64 by default).
+        Where the particles live; by default the project's defaults
+        (:func:`beamtrack.set_defaults`: NumPy, float64, unless set).
     """
     n = _check_n(n, "gaussian_particles")
     p0c, mc2 = reference_fields(p0c, mc2, reference, "gaussian_particles")
@@ -305,6 +312,7 @@ def gaussian_particles(
     if not np.all(np.isfinite(sigma_arr)) or np.any(sigma_arr < 0):
         raise ParameterError(f"gaussian_particles: sigma must be finite and >= 0, got {sigma}")
     coords = mean_arr[:, None] + sigma_arr[:, None] * unit_samples(n, "gaussian", seed)
+    target, dtype, device = resolve(backend, dtype, device)
     return Particles(
-        coords=get(backend).asarray(coords, dtype=dtype, device=device), p0c=p0c, mc2=mc2
+        coords=target.asarray(coords, dtype=dtype, device=device), p0c=p0c, mc2=mc2
     )

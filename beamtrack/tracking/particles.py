@@ -29,7 +29,9 @@ class Particles:
         Arrays of one library, broadcastable to a common shape ``(*batch, n)``:
         transverse positions [m], transverse momenta over reference momentum
         ``P_x/P0``, ``z = -beta c (t - t0)`` [m], and ``pz = (P - P0)/P0``.
-        Leave them out and pass ``coords`` instead to build from one array.
+        Leave them out and pass ``coords`` instead to build from one array. Python
+        numbers (or lists of them) instead of arrays give arrays of the project's
+        default backend, device and dtype (:func:`beamtrack.set_defaults`).
     p0c
         Reference momentum times c [eV]; a number or an array of shape ``()`` or
         ``(*batch)``.
@@ -77,12 +79,16 @@ class Particles:
                     f"Particles: coordinate(s) {', '.join(missing)} missing; pass all six "
                     "(x, px, y, py, z, pz) or `coords` of shape (*batch, 6, n)"
                 )
+            if not any(array_api_compat.is_array_api_obj(v) for v in six):
+                six = _from_numbers(*six)  # Python numbers: the default backend
             xp = namespace_of(*six)
             six = xp.broadcast_arrays(*six)
             coords = xp.stack(six, axis=-2)
         else:
             if any(v is not None for v in six):
                 raise ParameterError("Particles: pass either the six coordinates or `coords`")
+            if not array_api_compat.is_array_api_obj(coords):
+                (coords,) = _from_numbers(coords)  # nested lists of numbers: the default
             xp = namespace_of(coords)
             if coords.ndim < 2 or coords.shape[-2] != 6:
                 raise ParameterError(
@@ -388,6 +394,18 @@ class Particles:
             f"Particles(n={self.n}, batch={self.batch_shape}, backend={self.backend!r}, "
             f"dtype={self.dtype})"
         )
+
+
+def _from_numbers(*values: Any) -> list[Any]:
+    """Python numbers or nested sequences of them as arrays (at least 1-d) of the
+    project's default backend, dtype and device (:mod:`beamtrack.backends.defaults`)."""
+    import numpy as np
+
+    from beamtrack.backends.defaults import resolve
+
+    target, dtype, device = resolve()
+    return [target.asarray(np.atleast_1d(np.asarray(v, dtype=np.float64)), dtype=dtype,
+                           device=device) for v in values]
 
 
 def _default_float(array: Any) -> Any:
