@@ -11,7 +11,6 @@ Malformed input only ever raises ``LatticeFileError``.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from pathlib import Path
 
@@ -550,15 +549,16 @@ def test_malformed_input_raises_only_lattice_file_errors(data):
         assert error.file is not None
 
 
-def test_ten_thousand_elements_load_fast():
+def test_ten_thousand_elements_load():
+    """A 10,000-element sequence loads (its load time is measured in
+    benchmarks/lattice_loading.py, never asserted here)."""
     parts = ["beam, particle=proton, pc=7000;", "kf = 0.1;"]
     parts += [f"q{i}: quadrupole, l=0.5, k1:=kf*{1 + i % 3};" for i in range(5000)]
     parts.append("s: sequence, l=10000, refer=centre;")
     parts += [f"q{i}, at={1 + 2 * i};" for i in range(5000)]
     parts.append("endsequence;")
     text = "\n".join(parts)
-    start = time.perf_counter()
     line = madx_format.loads(text)
-    elapsed = time.perf_counter() - start
-    print(f"10,000-element sequence loaded in {elapsed:.2f} s")
-    assert len(line) == 10_001 and elapsed < 2.0
+    assert len(line) == 10_001
+    assert sum(e.kind == "Quadrupole" for e in line) == 5000
+    assert float(line.length) == pytest.approx(10_000.0, rel=1e-15)
