@@ -109,9 +109,10 @@ def test_sharded_tracking_and_gradients_equal_one_device():
     assert report["coords_dev"] <= 1e-15
     assert report["value_dev"] <= 1e-15
     assert report["grad_nonzero"]
-    # The gradient sums over particles in four partial sums (one per device) instead of
-    # one: a different rounding order, a few float64 ulp (seen: 1.3e-15 relative).
+    # The gradient and the beam statistics sum over particles in four partial sums (one
+    # per device) instead of one: a different rounding order, a few float64 ulp (seen:
+    # 1.3e-15 and 1.5e-15 relative).
     assert report["grad_dev"] <= 4e-15
-    assert report["stats_dev"] <= 1e-15
+    assert report["stats_dev"] <= 4e-15
     assert "do not split evenly over 4 devices" in report["uneven"]
     assert "no axis 'particles'" in report["no_axis"]

@@ -347,7 +347,27 @@ class Element(_CheckedCall):
             raise UnknownParameterError(
                 f"unknown parameter(s) {', '.join(sorted(unknown))}; its parameters are "
                 f"{', '.join(self.parameters()) or '(none)'}", element=self._label)
-        return type(self)(**fields)
+        if mappings or "name" in params or "method" in params:
+            return type(self)(**fields)
+        return self._replaced(params)
+
+    def _replaced(self, params: Mapping[str, Any]) -> Element:
+        """:meth:`replace` of declared parameters: only the new values are checked by
+        their rules (the others were checked when this record was made; checking an
+        array costs a copy to the host), then the checks across parameters run."""
+        label = self._label
+        declaration = self.declaration()
+        reserved = frozenset(self._field_names)
+        try:
+            with _labelled(label):
+                new = {key: check_value(declaration[key], key, value, reserved)
+                       for key, value in params.items()}
+                element = _assemble(type(self), vars(self), new)
+                for check, keys in self.checks:
+                    check(*(getattr(element, key) for key in keys), label)
+        except NotImplementedError as exc:
+            raise NotImplementedError(f"{label}: {exc}") from None
+        return element
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

@@ -13,6 +13,7 @@ from beamtrack.tracking.kinematics import (
     one_over_ps_minus_one,
 )
 from beamtrack.tracking.linear import matrix6
+from beamtrack.tracking.parameters import is_number
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import Body, Six, Step, physical, prepare, safe, track_element
 
@@ -59,10 +60,19 @@ def drift_matrix(length: Any, p0c: Any, mc2: Any) -> Any:
     faster particle gets ahead, ``z`` grows with ``pz``). The closed form of the
     Jacobian of :func:`drift_step` at the reference orbit, kept for speed.
     """
-    return matrix6(
-        {(0, 1): length, (2, 3): length, (4, 5): length * inverse_gamma0_squared(p0c, mc2)},
-        length,
-    )
+    r56 = length * inverse_gamma0_squared(p0c, mc2)
+    if is_number(length):
+        # A Python length: one constant matrix plus R56 (the drift of a line built
+        # from numbers costs a few array operations, none of them differentiated).
+        xp = array_api_compat.array_namespace(r56)
+        dtype, device = r56.dtype, array_api_compat.device(r56)
+        base = [[float(i == j) for j in range(6)] for i in range(6)]
+        base[0][1] = base[2][3] = float(length)
+        unit56 = [[0.0] * 6 for _ in range(6)]
+        unit56[4][5] = 1.0
+        return (xp.asarray(base, dtype=dtype, device=device)
+                + r56[..., None, None] * xp.asarray(unit56, dtype=dtype, device=device))
+    return matrix6({(0, 1): length, (2, 3): length, (4, 5): r56}, r56)
 
 
 def _drift_body(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
@@ -91,12 +101,7 @@ def track_drift(particles: Particles, *, length: Any, method: str = "bmad") -> P
     Particles
         Outgoing particles, ``s`` advanced by ``length``.
     """
-    p = prepare(particles, "drift", method, length=length)
-
-    def linear() -> tuple[Any, Any]:
-        r = drift_matrix(p["length"], particles.p0c, particles.mc2)
-        xp = particles.xp
-        return r, xp.zeros(r.shape[:-2] + (6,), dtype=r.dtype, device=particles.device)
-
+    p = prepare(particles, "drift", method, numbers=("length",), length=length)
     return track_element(particles, _drift_body, p, length=p["length"], method=method,
-                         linear=linear)
+                         linear=lambda: (drift_matrix(p["length"], particles.p0c,
+                                                      particles.mc2), None))

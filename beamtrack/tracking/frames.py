@@ -13,12 +13,13 @@ with :func:`misalignment`, which refuses any other keyword.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
 import array_api_compat
 
-from beamtrack.tracking.parameters import as_parameter, per_particle
+from beamtrack.tracking.parameters import as_parameter, is_number, per_particle
 
 #: The six coordinates ``(x, px, y, py, z, pz)`` as a tuple of arrays.
 Six = tuple[Any, Any, Any, Any, Any, Any]
@@ -76,10 +77,29 @@ def misalignment(given: Mapping[str, Any], element: str) -> dict[str, Any]:
     return {key: given.get(key, 0.0) for key in MISALIGNMENT_KEYS}
 
 
+def aligned(x_offset: Any, y_offset: Any, tilt: Any) -> bool:
+    """Whether offsets and tilt are all Python zeros, known before any tracing: the
+    element frame is then the laboratory frame and no frame change is needed. Arrays
+    (even of zeros) are never treated so: they may be traced or differentiated."""
+    return all(is_number(v) and v == 0.0
+               for v in (x_offset, y_offset, tilt))
+
+
+def offsets(p: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:
+    """``(x_offset, y_offset, tilt)`` of prepared parameters ``p``, or ``None`` when
+    they are all Python zeros (:func:`aligned`): the ``offsets`` of a
+    :class:`~beamtrack.tracking.stepping.Body`."""
+    values = (p["x_offset"], p["y_offset"], p["tilt"])
+    return None if aligned(*values) else values
+
+
 def _rotate(six: Six, angle: Any) -> Six:
     """Rotate transverse positions and momenta by ``-angle`` (into a frame rotated by angle)."""
-    xp = array_api_compat.array_namespace(six[0])
-    c, s = xp.cos(angle), xp.sin(angle)
+    if is_number(angle):
+        c, s = math.cos(angle), math.sin(angle)
+    else:
+        xp = array_api_compat.array_namespace(six[0])
+        c, s = xp.cos(angle), xp.sin(angle)
     x, px, y, py, z, pz = six
     return (c * x + s * y, c * px + s * py, -s * x + c * y, -s * px + c * py, z, pz)
 

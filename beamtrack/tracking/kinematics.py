@@ -9,6 +9,7 @@ from typing import Any
 
 import array_api_compat
 
+from beamtrack.tracking.parameters import is_number
 from beamtrack.tracking.special import sqrt1
 
 
@@ -33,7 +34,9 @@ def beta_ratio_minus_one(pz: Any, p0c: Any, mc2: Any) -> Any:
     (``z`` decreases) by ``ds * (beta/beta0 - 1)`` over a length ``ds``.
     """
     energy = total_energy(pz, p0c, mc2)
-    energy0 = total_energy(0.0 * pz, p0c, mc2)
+    # The reference energy from the reference alone (shape of p0c, not per particle);
+    # the same value as at pz = 0.
+    energy0 = total_energy(0.0 * (pz if is_number(p0c) else p0c), p0c, mc2)
     return mc2 * mc2 * pz * (2.0 + pz) / (energy * ((1.0 + pz) * energy0 + energy))
 
 

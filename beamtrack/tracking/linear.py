@@ -12,13 +12,18 @@ from typing import Any
 import array_api_compat
 
 from beamtrack.tracking.errors import ParameterError
-from beamtrack.tracking.parameters import as_parameter
+from beamtrack.tracking.parameters import as_parameter, broadcast_shape
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import apply_map, check_method
 
 
 def matrix6(entries: dict[tuple[int, int], Any], like: Any) -> Any:
     """A ``(*batch, 6, 6)`` matrix: the identity with the given entries replaced.
+
+    Built in a fixed handful of array operations whatever the number of entries (the
+    entries stacked once, placed by one product with a constant 0/1 matrix, the rest
+    of the identity added), which is what eager torch and its backward pass pay for.
+    The entries are copied exactly (finite values).
 
     Parameters
     ----------
@@ -29,19 +34,21 @@ def matrix6(entries: dict[tuple[int, int], Any], like: Any) -> Any:
         An array giving namespace, dtype and device.
     """
     xp = array_api_compat.array_namespace(like)
-    values = list(entries.values())
-    shape = xp.broadcast_arrays(*values)[0].shape if values else ()
     device = array_api_compat.device(like)
-    zero = xp.zeros(shape, dtype=like.dtype, device=device)
-    one = xp.ones(shape, dtype=like.dtype, device=device)
-    rows = []
-    for i in range(6):
-        row = [
-            entries[(i, j)] + zero if (i, j) in entries else (one if i == j else zero)
-            for j in range(6)
-        ]
-        rows.append(xp.stack(row, axis=-1))
-    return xp.stack(rows, axis=-2)
+    base = [[0.0 if (i, j) in entries else float(i == j) for j in range(6)] for i in range(6)]
+    identity = xp.asarray(base, dtype=like.dtype, device=device)
+    if not entries:
+        return identity
+    values = [v if hasattr(v, "shape") else xp.asarray(float(v), dtype=like.dtype,
+                                                       device=device)
+              for v in entries.values()]
+    shape = broadcast_shape(*(tuple(v.shape) for v in values))
+    values = [v if tuple(v.shape) == shape else xp.broadcast_to(v, shape) for v in values]
+    place = [[0.0] * 36 for _ in entries]
+    for k, (i, j) in enumerate(entries):
+        place[k][6 * i + j] = 1.0
+    placed = xp.stack(values, axis=-1) @ xp.asarray(place, dtype=like.dtype, device=device)
+    return xp.reshape(placed, shape + (6, 6)) + identity
 
 
 def rotation_matrix(tilt: Any) -> Any:

@@ -59,8 +59,26 @@ def as_parameter(value: Any, like: Any, name: str, element: str | None = None) -
     return value
 
 
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a plain Python ``int`` or ``float`` (not a bool, not a NumPy
+    scalar, not an array): a parameter known before any tracing."""
+    return type(value) is float or type(value) is int
+
+
+def as_number(value: Any, name: str, element: str | None = None) -> float:
+    """A Python real number (not a bool) as a float; :func:`as_parameter`'s check for
+    parameters that stay numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"parameter {name!r} must be a number or an array, got "
+                             f"{type(value).__name__}", element=element)
+    return float(value)
+
+
 def per_particle(param: Any) -> Any:
-    """Append an axis so that a ``(*batch)`` parameter broadcasts over ``(*batch, n)``."""
+    """Append an axis so that a ``(*batch)`` parameter broadcasts over ``(*batch, n)``
+    (Python numbers broadcast as they are)."""
+    if is_number(param):
+        return param
     return param[..., None]
 
 
@@ -71,3 +89,22 @@ def as_nonnegative_parameter(value: Any, like: Any, name: str,
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and value < 0:
         raise ParameterError(f"parameter {name!r} must be >= 0, got {value!r}", element=element)
     return as_parameter(value, like, name, element)
+
+
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of array shapes (plain Python: the libraries' own helpers cost
+    tens of microseconds per call in eager torch)."""
+    ndim = 0
+    for shape in shapes:  # plain loops: torch.compile traces them
+        if len(shape) > ndim:
+            ndim = len(shape)
+    out = [1] * ndim
+    for shape in shapes:
+        offset = ndim - len(shape)
+        for i in range(len(shape)):
+            n = shape[i]
+            if n != 1:
+                if out[offset + i] != 1 and out[offset + i] != n:
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                out[offset + i] = n
+    return tuple(out)

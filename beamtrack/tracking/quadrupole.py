@@ -10,8 +10,9 @@ from beamtrack.tracking import frames
 from beamtrack.tracking.frames import from_element_frame
 from beamtrack.tracking.kinematics import inverse_gamma0_squared, low_energy_z_correction
 from beamtrack.tracking.linear import matrix6, rotation_matrix
+from beamtrack.tracking.parameters import is_number
 from beamtrack.tracking.particles import Particles
-from beamtrack.tracking.special import cos_sinc, sinc_derivative
+from beamtrack.tracking.special import cos_sinc, cos_sinc_pair, sinc_derivative
 from beamtrack.tracking.stepping import (
     Body,
     Build,
@@ -48,7 +49,13 @@ def quadrupole_plane(k: Any, length: Any, rel_p: Any) -> tuple[tuple[Any, ...], 
         ``dz = c1 x0^2 + c2 x0 px0 + c3 px0^2 = -1/2 Integral (px/(1+pz))^2 ds``.
         Exact for either sign of ``k`` and at ``k = 0``.
     """
-    cos_term, sinc_term = cos_sinc(k * length * length)
+    return _plane(cos_sinc(k * length * length), k, length, rel_p)
+
+
+def _plane(cs: tuple[Any, Any], k: Any, length: Any,
+           rel_p: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """:func:`quadrupole_plane` from ``cs = cos_sinc(k L^2)``."""
+    cos_term, sinc_term = cs
     s = length * sinc_term
     sc = s * cos_term
     matrix = (cos_term, s / rel_p, -k * s * rel_p, cos_term)
@@ -69,8 +76,9 @@ def quadrupole_body_step(six: Six, k1: Any, length: Any, p0c: Any, mc2: Any) -> 
     x, px, y, py, z, pz = six
     rel_p = 1.0 + pz
     k = k1 / rel_p
-    (ax, bx, cx, dx), (z1x, z2x, z3x) = quadrupole_plane(k, length, rel_p)
-    (ay, by, cy, dy), (z1y, z2y, z3y) = quadrupole_plane(-k, length, rel_p)
+    cs_x, cs_y = cos_sinc_pair(k * length * length)
+    (ax, bx, cx, dx), (z1x, z2x, z3x) = _plane(cs_x, k, length, rel_p)
+    (ay, by, cy, dy), (z1y, z2y, z3y) = _plane(cs_y, -k, length, rel_p)
     z = z + z1x * x * x + z2x * x * px + z3x * px * px + z1y * y * y + z2y * y * py + z3y * py * py
     x, px = ax * x + bx * px, cx * x + dx * px
     y, py = ay * y + by * py, cy * y + dy * py
@@ -145,12 +153,62 @@ def quadrupole_map(
     return r, xp.stack(xp.broadcast_arrays(*lab_image), axis=-1)
 
 
+#: Where the entries ``(C_x, C_y, S_x, S_y, k_x S_x, k_y S_y)`` of an aligned quadrupole
+#: go in its 6x6 matrix (row-major index, sign): ``R11 = R22 = C_x``, ``R12 = S_x``,
+#: ``R21 = -k_x S_x`` and the same for y with ``k_y = -K1``.
+_ALIGNED_PLACES = (((0, 1.0), (7, 1.0)), ((14, 1.0), (21, 1.0)), ((1, 1.0),), ((15, 1.0),),
+                   ((6, -1.0),), ((20, -1.0),))
+
+
+def aligned_quadrupole_matrix(length: Any, k1: Any, p0c: Any, mc2: Any) -> Any:
+    """First-order map of an aligned quadrupole in few array operations,
+    shape ``(*batch, 6, 6)``.
+
+    The closed form of :func:`quadrupole_map` without offsets or tilt (kept for speed:
+    eager torch pays per operation, forward and backward): both planes' ``cos_sinc``
+    in one evaluation, the entries placed by one product with a constant matrix, plus
+    the identity of the longitudinal plane and ``R56 = L / gamma0^2``.
+
+    Parameters
+    ----------
+    length
+        Length [m], a number or an array.
+    k1
+        Normalised gradient [1/m^2], an array of shape ``(*batch)``.
+    p0c, mc2
+        Reference momentum and rest energy [eV], arrays.
+    """
+    if is_number(k1):
+        k1 = array_api_compat.array_namespace(p0c).asarray(
+            float(k1), dtype=p0c.dtype, device=array_api_compat.device(p0c))
+    xp = array_api_compat.array_namespace(k1)
+    dtype, device = k1.dtype, array_api_compat.device(k1)
+    length_b = length if is_number(length) else length[..., None]
+    k_planes = k1[..., None] * xp.asarray([1.0, -1.0], dtype=dtype, device=device)
+    c, s = cos_sinc(k_planes * (length_b * length_b))
+    big_s = s * length_b
+    entries = xp.concat([c, big_s, k_planes * big_s], axis=-1)
+    place = [[0.0] * 36 for _ in range(6)]
+    for row, targets in zip(place, _ALIGNED_PLACES):
+        for index, sign in targets:
+            row[index] = sign
+    placed = entries @ xp.asarray(place, dtype=dtype, device=device)
+    body = xp.reshape(placed, tuple(placed.shape[:-1]) + (6, 6))
+    r56 = length * inverse_gamma0_squared(p0c, mc2)
+    longitudinal = [[0.0] * 6 for _ in range(6)]
+    longitudinal[4][4] = longitudinal[5][5] = 1.0
+    unit56 = [[0.0] * 6 for _ in range(6)]
+    unit56[4][5] = 1.0
+    return (body + xp.asarray(longitudinal, dtype=dtype, device=device)
+            + r56[..., None, None] * xp.asarray(unit56, dtype=dtype, device=device))
+
+
 def quadrupole_matrix(length: Any, k1: Any, p0c: Any, mc2: Any) -> Any:
     """First-order map of an aligned quadrupole, shape ``(*batch, 6, 6)``.
 
     See :func:`quadrupole_map`; for an aligned magnet the constant vector vanishes.
     """
-    return quadrupole_map(length, k1, p0c, mc2)[0]
+    return aligned_quadrupole_matrix(length, k1, p0c, mc2)
 
 
 def _quadrupole_body(num_steps: int) -> Build:
@@ -160,7 +218,7 @@ def _quadrupole_body(num_steps: int) -> Build:
     def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
         step_length = p["length"] / num_steps
         step = checked(lambda six: quadrupole_body_step(six, p["k1"], step_length, p0c, mc2))
-        return Body([step] * num_steps, offsets=(p["x_offset"], p["y_offset"], p["tilt"]))
+        return Body([step] * num_steps, offsets=frames.offsets(p))
 
     return build
 
@@ -207,9 +265,19 @@ def track_quadrupole(
     """
     element = "quadrupole"
     num_steps = check_num_steps(num_steps, element)
-    p = prepare(particles, element, method, length=length, k1=k1,
-                **frames.misalignment(misalignment, element))
+    p = prepare(particles, element, method, numbers=frames.MISALIGNMENT_KEYS + ("length",),
+                length=length, k1=k1, **frames.misalignment(misalignment, element))
     return track_element(
         particles, _quadrupole_body(num_steps), p, length=p["length"], method=method,
-        linear=lambda: quadrupole_map(p["length"], p["k1"], particles.p0c, particles.mc2,
-                                      p["x_offset"], p["y_offset"], p["tilt"]))
+        linear=lambda: _linear_map(p, particles))
+
+
+def _linear_map(p: dict[str, Any], particles: Particles) -> tuple[Any, Any]:
+    """``(R, c)`` of the "linear" method: :func:`aligned_quadrupole_matrix` and no
+    constant (``None``) when offsets and tilt are Python zeros, else
+    :func:`quadrupole_map`."""
+    if frames.offsets(p) is None:
+        return aligned_quadrupole_matrix(p["length"], p["k1"], particles.p0c,
+                                         particles.mc2), None
+    return quadrupole_map(p["length"], p["k1"], particles.p0c, particles.mc2,
+                          p["x_offset"], p["y_offset"], p["tilt"])

@@ -14,6 +14,8 @@ from typing import Any
 
 import array_api_compat
 
+from beamtrack.tracking.jets import Jet
+
 #: |u| below which the Taylor polynomials of :func:`cos_sinc` are used. The first
 #: omitted term is below |u|^12 / 24! < 2e-24 there; above it the closed forms have no
 #: cancellation, so values and first and second derivatives are accurate to rounding
@@ -40,6 +42,13 @@ def cos_sinc(u: Any) -> tuple[Any, Any]:
     a focusing (``k > 0``) or defocusing (``k < 0``) quadrupole plane:
     ``C = cos_sinc(u)[0]`` and ``S = L * cos_sinc(u)[1]``.
 
+    For ``|u| < 1`` the Taylor polynomials ``sum_n (-u)^n / (2n)!`` and
+    ``sum_n (-u)^n / (2n+1)!`` (12 terms) are used, elsewhere the closed forms, selected
+    with the "double where". On plain arrays both polynomials are evaluated at once
+    (stacked, few operations, which is what eager torch pays for); on jets
+    (:mod:`~beamtrack.tracking.jets`), which cannot be stacked, one at a time. Both
+    use Horner's rule with the same operations, so the values agree bit for bit.
+
     Parameters
     ----------
     u
@@ -50,6 +59,53 @@ def cos_sinc(u: Any) -> tuple[Any, Any]:
     tuple of arrays
         ``(C, s)`` with the shape of ``u``.
     """
+    if isinstance(u, Jet):
+        return _cos_sinc_horner(u)
+    xp = array_api_compat.array_namespace(u)
+    a = xp.abs(u)
+    small = a < _SERIES_LIMIT
+    series = _power_series(xp, xp.where(small, -u, 0.0), _COS_SINC_COEFFICIENTS)
+    # Closed forms on safe inputs: cos and sin take any w (1 on the series side);
+    # cosh and sinh only the defocusing side's w (1 elsewhere), so they never overflow
+    # where they are not selected (which would make gradients NaN).
+    w = xp.sqrt(xp.where(small, 1.0, a))
+    w_neg = xp.where(u <= -_SERIES_LIMIT, w, 1.0)
+    focusing = u > 0.0
+    c_closed = xp.where(focusing, xp.cos(w), xp.cosh(w_neg))
+    s_closed = xp.where(focusing, xp.sin(w) / w, xp.sinh(w_neg) / w_neg)
+    return (xp.where(small, series[0, ...], c_closed),
+            xp.where(small, series[1, ...], s_closed))
+
+
+#: Coefficients of ``t^n`` (rows n = 0..11, ``t = -u``) of the two series of
+#: :func:`cos_sinc`: ``1/(2n)!`` and ``1/(2n+1)!``.
+_COS_SINC_COEFFICIENTS = [[1.0 / math.factorial(2 * n), 1.0 / math.factorial(2 * n + 1)]
+                          for n in range(_SERIES_TERMS)]
+
+
+def _power_series(xp: Any, t: Any, coefficients: list[list[float]]) -> Any:
+    """``sum_n coefficients[n][j] t^n`` for every column ``j``, stacked on a new first
+    axis: shape ``(m,) + t.shape``.
+
+    Horner's rule on the columns stacked (one product and one sum per term for all
+    columns together, half the operations of one series at a time; the new axis
+    leads, so element-wise loops stay contiguous for large arrays): the same
+    floating-point operations per column as :func:`_cos_sinc_horner` on jets, so
+    values agree bit for bit between the ``"bmad"`` model and its Taylor maps.
+    """
+    columns = len(coefficients[0])
+    table = xp.reshape(
+        xp.asarray(coefficients, dtype=t.dtype, device=array_api_compat.device(t)),
+        (len(coefficients), columns) + (1,) * t.ndim)
+    tt = xp.stack([t] * columns, axis=0)
+    acc = table[-1, ...]
+    for n in range(len(coefficients) - 2, -1, -1):
+        acc = acc * tt + table[n, ...]
+    return acc
+
+
+def _cos_sinc_horner(u: Any) -> tuple[Any, Any]:
+    """:func:`cos_sinc` by Horner's rule, for jets (element-wise operations only)."""
     xp = array_api_compat.array_namespace(u)
     small = xp.abs(u) < _SERIES_LIMIT
     focusing = u >= _SERIES_LIMIT
@@ -72,6 +128,16 @@ def cos_sinc(u: Any) -> tuple[Any, Any]:
     return xp.where(small, c_series, c_closed), xp.where(small, s_series, s_closed)
 
 
+def cos_sinc_pair(u: Any) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """:func:`cos_sinc` of ``u`` and of ``-u`` (the two planes of a quadrupole), in one
+    evaluation on plain arrays (stacked), two on jets."""
+    if isinstance(u, Jet):
+        return cos_sinc(u), cos_sinc(-u)
+    xp = array_api_compat.array_namespace(u)
+    c, s = cos_sinc(xp.stack([u, -u]))
+    return (c[0, ...], s[0, ...]), (c[1, ...], s[1, ...])
+
+
 def sinc_derivative(u: Any) -> Any:
     """``d/du [sin(sqrt(u)) / sqrt(u)]`` for real ``u`` of either sign.
 
@@ -88,7 +154,6 @@ def sinc_derivative(u: Any) -> Any:
         series = series * u_small + (-1.0) ** n * n / math.factorial(2 * n + 1)
     c, s = cos_sinc(u_safe)
     return xp.where(small, series, (c - s) / (2.0 * u_safe))
-
 
 
 def cos_sinc_ratios(u: Any) -> tuple[Any, Any, Any, Any]:

@@ -20,7 +20,8 @@ physics once, as a function ``build(p, p0c, mc2) -> Body`` of its parameters, an
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import array_api_compat
@@ -29,7 +30,13 @@ from beamtrack.tracking import jets
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import Six, from_element_frame, to_element_frame
 from beamtrack.tracking.kinematics import unphysical_momentum
-from beamtrack.tracking.parameters import as_parameter, per_particle
+from beamtrack.tracking.parameters import (
+    as_number,
+    as_parameter,
+    broadcast_shape,
+    is_number,
+    per_particle,
+)
 from beamtrack.tracking.particles import Particles
 
 #: A step of a body: coordinates -> (new coordinates, mask of particles it keeps or None).
@@ -59,13 +66,24 @@ def check_num_steps(num_steps: Any, element: str) -> int:
     return num_steps
 
 
-def prepare(particles: Particles, element: str, method: str,
-            **params: Any) -> dict[str, Any]:
+def prepare(particles: Particles, element: str, method: str, *,
+            numbers: Collection[str] = (), **params: Any) -> dict[str, Any]:
     """Validate ``method`` and convert every parameter to an array of the particles'
-    library, dtype and device (errors name ``element`` and the parameter)."""
+    library, dtype and device (errors name ``element`` and the parameter).
+
+    Parameters named in ``numbers`` that are Python numbers stay Python floats
+    (validated the same way): the element's model must accept them, and gains from
+    it (no array operation until they meet the particles' arrays; offsets and tilt
+    that are Python zeros skip the frame change, :func:`~beamtrack.tracking.frames.offsets`).
+    """
     check_method(method, element)
     c = particles.coords
-    return {k: as_parameter(v, c, k, element=element) for k, v in params.items()}
+    return {k: as_number(v, k, element) if k in numbers and _is_number(v)
+            else as_parameter(v, c, k, element=element) for k, v in params.items()}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 # -- loss bookkeeping -------------------------------------------------------------------
@@ -86,7 +104,8 @@ def safe(xp: Any, alive: Any, coords: Six) -> Six:
     produces inf or NaN, not even in the branch that :func:`freeze` discards (which
     would turn gradients into NaN).
     """
-    zero = xp.zeros_like(coords[0])
+    # A Python zero for arrays (one operation less per step); jets need a jet.
+    zero = xp.zeros_like(coords[0]) if isinstance(coords[0], jets.Jet) else 0.0
     return tuple(xp.where(alive, c, zero) for c in coords)  # type: ignore[return-value]
 
 
@@ -191,7 +210,10 @@ def assemble(particles: Particles, coords: Six, alive: Any, length: Any,
     """Stack tracked coordinates into a new record, advanced by ``length`` in ``s``
     (and with the reference momentum ``p0c`` if given)."""
     xp = particles.xp
-    *parts, alive = xp.broadcast_arrays(*coords, alive)
+    shape = broadcast_shape(*(tuple(a.shape) for a in (*coords, alive)))
+    parts = [a if tuple(a.shape) == shape else xp.broadcast_to(a, shape) for a in coords]
+    if tuple(alive.shape) != shape:
+        alive = xp.broadcast_to(alive, shape)
     return Particles.from_fields(
         xp.stack(parts, axis=-2),
         particles.s + length,
@@ -236,9 +258,10 @@ def _zero_orbit(params: dict[str, Any], p0c: Any, mc2: Any,
     halves the cost of building a map. array-api-strict arrays do not defer, so there
     they become constant jets (same values and derivatives, more arithmetic).
     """
-    values = [*params.values(), p0c, mc2]
+    values = [v for v in (*params.values(), p0c, mc2) if not is_number(v)]
     xp = array_api_compat.array_namespace(*values)
-    zero = xp.zeros_like(xp.broadcast_arrays(*values)[0])
+    shape = broadcast_shape(*(tuple(v.shape) for v in values))
+    zero = xp.zeros(shape, dtype=p0c.dtype, device=array_api_compat.device(p0c))
     col = zero[..., None]
     lab = jets.seed([col] * 6, order)
     wrap = array_api_compat.is_array_api_strict_namespace(xp)
@@ -283,15 +306,17 @@ def taylor_map(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
 
 def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
               p0c_out: Any = None, body: Body | None = None) -> Particles:
-    """Apply the Taylor map ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2`` (``t`` may be
-    ``None``) to the alive particles; lost ones keep their coordinates. A map never
-    loses particles, except all those of a batch entry that ``body`` (the element's
-    model on the particles' arrays) does not admit (:attr:`Body.admits`); particles
-    not mapped are re-expressed by :attr:`Body.outside` where ``body`` has one.
-    ``s`` advances by ``length`` [m]."""
+    """Apply the Taylor map ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2`` (``c`` and
+    ``t`` may be ``None``: zero) to the alive particles; lost ones keep their
+    coordinates. A map never loses particles, except all those of a batch entry that
+    ``body`` (the element's model on the particles' arrays) does not admit
+    (:attr:`Body.admits`); particles not mapped are re-expressed by
+    :attr:`Body.outside` where ``body`` has one. ``s`` advances by ``length`` [m]."""
     xp = particles.xp
     coords = particles.coords
-    new = xp.matmul(r, coords) + c[..., None]
+    new = r @ coords
+    if c is not None:
+        new = new + c[..., None]
     if t is not None:
         n = coords.shape[-1]
         pairs = coords[..., :, None, :] * coords[..., None, :, :]
@@ -305,7 +330,9 @@ def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
     if body is not None and body.outside is not None:
         kept = xp.stack(xp.broadcast_arrays(*body.outside(particles.unpack())), axis=-2)
     new = xp.where(alive[..., None, :], new, kept)
-    alive = xp.broadcast_to(alive, new.shape[:-2] + new.shape[-1:])
+    shape = tuple(new.shape[:-2]) + tuple(new.shape[-1:])
+    if tuple(alive.shape) != shape:
+        alive = xp.broadcast_to(alive, shape)
     return Particles.from_fields(new, particles.s + length,
                                   particles.p0c if p0c_out is None else p0c_out,
                                   particles.mc2, alive)
@@ -330,7 +357,8 @@ def track_element(particles: Particles, build: Build, params: dict[str, Any], *,
     method
         ``"bmad"``, ``"linear"`` or ``"second_order"``.
     linear
-        Optional closed form of the first-order map, ``() -> (R, c)``, used for
+        Optional closed form of the first-order map, ``() -> (R, c)`` (``c`` may be
+        ``None``: zero), used for
         ``"linear"`` instead of the series (kept only where speed needs it, and tested
         against the series); only for elements whose body has no ``admits``, ``outside``
         or ``p0c_out``.
