@@ -11,7 +11,7 @@ trigger a recompile. (Multipole strength tuples are part of the signature.)
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: Compiled step functions by element signature, shared by every compiled beamline (a
@@ -19,7 +19,8 @@ from typing import Any
 _CACHE: dict[Any, Callable[..., Any]] = {}
 
 
-def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Callable[..., Any]:
+def compile_beamline(line: Any, method: str | None = None, checkpoint: bool | None = None,
+                     **options: Any) -> Callable[..., Any]:
     """A function ``particles -> particles`` tracking torch particles through ``line``.
 
     Parameters
@@ -28,6 +29,12 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
         The :class:`~beamtrack.lattice.beamline.Beamline`.
     method
         Tracking method, as in ``Beamline.track``.
+    checkpoint
+        Gradient checkpointing over segments of elements, as in ``Beamline.track``
+        (:mod:`~beamtrack.backends.checkpointing`): ``None`` (default) on from
+        :data:`~beamtrack.backends.checkpointing.AUTO_CHECKPOINT_SIZE` particles x
+        elements when gradients are recorded, ``True``/``False`` on/off. The compiled
+        step functions are the same either way.
     **options
         Passed to ``torch.compile`` (``fullgraph=True`` is always set).
 
@@ -43,8 +50,13 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
     """
     import torch
 
+    from beamtrack.backends import checkpointing as ck
+
     plan = line.plan(method)
     cache = _CACHE
+    checkpoint_length = ck.segment_length([p for p in plan if p[0].has_body])
+    if checkpoint is not None and not isinstance(checkpoint, bool):
+        raise TypeError(f"checkpoint must be True, False or None, got {checkpoint!r}")
 
     def compiled_for(element: Any, element_method: str,
                      record: type) -> tuple[Callable[..., Any], list[Any]]:
@@ -89,11 +101,42 @@ def compile_beamline(line: Any, method: str | None = None, **options: Any) -> Ca
             # the first element (a guard on requires_grad); a detached copy that
             # requires grad reuses the variant every later element needs anyway.
             particles = particles.replace(coords=particles.coords.detach().requires_grad_(True))
-        for fn, values in steps:
-            out = fn(particles.coords, particles.s, particles.p0c, particles.mc2,
-                     particles.alive, *values)
-            particles = type(particles).from_fields(*out)
-        return particles
+        if ck.wanted(checkpoint, particles, len(steps)):
+            tensors = [v for _, values in steps for v in values]
+            if ck.torch_records_graph(particles, tensors):
+                return ck.track_segments(particles, *_segments(steps, checkpoint_length))
+        return _run_steps(particles, steps)
 
     run.compiled = cache  # type: ignore[attr-defined]
     return run
+
+
+def _run_steps(particles: Any, steps: Sequence[tuple[Callable[..., Any], list[Any]]],
+               table: dict[int, Any] | None = None) -> Any:
+    """Call the compiled step functions in turn (tensors whose ``id`` is in ``table``
+    replaced by its values)."""
+    for fn, values in steps:
+        if table:
+            values = [table.get(id(v), v) for v in values]
+        out = fn(particles.coords, particles.s, particles.p0c, particles.mc2,
+                 particles.alive, *values)
+        particles = type(particles).from_fields(*out)
+    return particles
+
+
+def _segments(steps: Sequence[tuple[Callable[..., Any], list[Any]]],
+              length: int) -> tuple[list[Callable[..., Any]], list[list[Any]]]:
+    """Checkpointed segments of ``length`` steps (see
+    :func:`~beamtrack.backends.checkpointing.track_segments`)."""
+    runs, tensors = [], []
+    for start in range(0, len(steps), length):
+        part = steps[start:start + length]
+        params = list({id(v): v for _, values in part for v in values
+                       if v.requires_grad}.values())
+
+        def run(particles: Any, *values: Any, part: Any = part, params: Any = params) -> Any:
+            return _run_steps(particles, part, {id(t): v for t, v in zip(params, values)})
+
+        runs.append(run)
+        tensors.append(params)
+    return runs, tensors

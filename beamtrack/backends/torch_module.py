@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 
-def beamline_module(line: Any, trainable: Iterable[str], method: str | None = None) -> Any:
+def beamline_module(line: Any, trainable: Iterable[str], method: str | None = None,
+                    checkpoint: bool | None = None) -> Any:
     """Wrap ``line`` in an ``nn.Module`` whose parameters are the selected line parameters.
 
     Parameters
@@ -19,6 +20,9 @@ def beamline_module(line: Any, trainable: Iterable[str], method: str | None = No
         ``torch.nn.Parameter`` (float64 tensors initialised from the line).
     method
         Tracking method used by ``forward``.
+    checkpoint
+        Gradient checkpointing used by ``forward``, as in ``Beamline.track`` (``None``:
+        automatic above a size; :mod:`~beamtrack.backends.checkpointing`).
 
     Returns
     -------
@@ -44,6 +48,7 @@ def beamline_module(line: Any, trainable: Iterable[str], method: str | None = No
             self.base = line
             self.keys = keys
             self.method = method
+            self.checkpoint = checkpoint
             self.params = torch.nn.ParameterDict({
                 _safe(k): torch.nn.Parameter(torch.as_tensor(available[k], dtype=torch.float64))
                 for k in keys
@@ -56,7 +61,8 @@ def beamline_module(line: Any, trainable: Iterable[str], method: str | None = No
             return self.base.with_parameters(self.values())
 
         def forward(self, particles: Any) -> Any:
-            return self.line().track(particles, method=self.method)
+            return self.line().track(particles, method=self.method,
+                                     checkpoint=self.checkpoint)
 
     return BeamlineModule()
 

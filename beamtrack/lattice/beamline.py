@@ -290,7 +290,8 @@ class Beamline:
             else:
                 yield item, line_method
 
-    def track(self, particles: Any, method: str | None = None) -> Any:
+    def track(self, particles: Any, method: str | None = None,
+              checkpoint: bool | None = None) -> Any:
         """Track ``particles`` through the whole beamline.
 
         Parameters
@@ -303,7 +304,17 @@ class Beamline:
         method
             Tracking method for elements that do not fix their own; the beamline's
             ``method`` when ``None``.
+        checkpoint
+            Gradient checkpointing (:mod:`~beamtrack.backends.checkpointing`): keep only
+            the particles between segments of elements for reverse mode and recompute
+            the rest in the backward pass (less memory, about one more forward pass).
+            ``None`` (default): on from
+            :data:`~beamtrack.backends.checkpointing.AUTO_CHECKPOINT_SIZE` particles x
+            elements; ``True``/``False``: on/off. Acts on torch tracking that records
+            gradients and under JAX transformations; results are the same either way.
         """
+        if checkpoint is not None and not isinstance(checkpoint, bool):
+            raise TypeError(f"checkpoint must be True, False or None, got {checkpoint!r}")
         if isinstance(particles, ParameterBeam):
             from beamtrack.lattice.optics import track_parameter_beam
 
@@ -315,8 +326,17 @@ class Beamline:
             from beamtrack.backends.jax_scan import scan_track
 
             self.plan(method)  # validates the method
-            return scan_track(self, particles, method)
-        for element, element_method in self.plan(method):
+            return scan_track(self, particles, method, checkpoint=checkpoint)
+        plan = self.plan(method)
+        if checkpoint is not False and backend_of(particles.coords).name == "torch":
+            from beamtrack.backends import checkpointing as ck
+
+            if (ck.wanted(checkpoint, particles, len(plan)) and ck.torch_records_graph(
+                    particles, ck.grad_tensors([e for e, _ in plan]))):
+                runs, tensors = ck.checkpointed_plan_segments(
+                    plan, ck.segment_length(plan))
+                return ck.track_segments(particles, runs, tensors)
+        for element, element_method in plan:
             particles = element.track(particles, element_method)
         return particles
 
