@@ -27,10 +27,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-#: ``checkpoint=None`` turns checkpointing on from this many particle-elements
-#: (particles, times batch entries, times elements with a body): about 0.5 GB saved
-#: for the gradient of ``"bmad"`` tracking in torch without it.
 AUTO_CHECKPOINT_SIZE = 1_000_000
+"""``checkpoint=None`` turns checkpointing on from this many particle-elements
+(particles, times batch entries, times elements with a body): about 0.5 GB saved for
+the gradient of ``"bmad"`` tracking in torch without it."""
 
 
 def particle_elements(particles: Any, elements: int) -> int:
