@@ -37,6 +37,7 @@ from beamtrack.lattice.io.expressions import MATH_FUNCTIONS, Expression, parse
 from beamtrack.lattice.io.statements import (
     LineEntry,
     Statement,
+    build_line,
     expand_chosen,
     find_top,
     included_path,
@@ -1122,12 +1123,7 @@ def loads(text: str, *, source: str = "<string>", sequence: str | None = None,
             items = superposition.flatten(slots)
         else:
             items = [element for n in names for element in built[n]]
-        try:
-            return Beamline(items, name=name, reference=reference)
-        except (LatticeError, ParameterError) as exc:
-            if isinstance(exc, LatticeFileError):
-                raise
-            raise LatticeFileError(f"line {name!r}: {exc}", file=source) from None
+        return build_line(items, name, source, reference)
     except RecursionError:
         raise LatticeFileError("nesting too deep", file=source) from None
 

@@ -28,6 +28,7 @@ from beamtrack.lattice.io.expressions import MATH_CONSTANTS, parse
 from beamtrack.lattice.io.statements import (
     LineEntry,
     Statement,
+    build_line,
     expand_chosen,
     find_top,
     included_path,
@@ -579,12 +580,7 @@ def loads(text: str, *, source: str = "<string>", sequence: str | None = None,
             if element_name not in built:
                 built[element_name] = _build(reader.definitions[element_name], reader)
             items.extend(built[element_name])
-        try:
-            return Beamline(items, name=name)
-        except (LatticeError, ParameterError) as exc:
-            if isinstance(exc, LatticeFileError):
-                raise
-            raise LatticeFileError(f"line {name!r}: {exc}", file=source) from None
+        return build_line(items, name, source)
     except RecursionError:
         raise LatticeFileError("nesting too deep", file=source) from None
 

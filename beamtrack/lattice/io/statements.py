@@ -17,6 +17,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from beamtrack.lattice.errors import LatticeFileError, LatticeFileWarning
 
@@ -466,3 +467,19 @@ def expand_chosen(lines: Mapping[str, list[LineEntry]], line_order: list[str],
     names: list[str] = []
     expand_members(lines[chosen], lines, is_element, names, frozenset({chosen}))
     return chosen, names
+
+
+def build_line(items: list[Any], name: str, source: str, reference: Any = None) -> Any:
+    """The :class:`~beamtrack.lattice.beamline.Beamline` of a reader's expanded
+    ``items``; a line that cannot be built (two definitions under one name, say) is a
+    :class:`LatticeFileError` naming the file."""
+    from beamtrack.lattice.beamline import Beamline
+    from beamtrack.lattice.errors import LatticeError
+    from beamtrack.tracking.errors import ParameterError
+
+    try:
+        return Beamline(items, name=name, reference=reference)
+    except (LatticeError, ParameterError) as exc:
+        if isinstance(exc, LatticeFileError):
+            raise
+        raise LatticeFileError(f"line {name!r}: {exc}", file=source) from None
