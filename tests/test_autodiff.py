@@ -177,11 +177,15 @@ def test_compile_beamline_compiles_once_per_signature():
             bt.Quadrupole("qd", length=0.2, k1=-2.0), bt.Drift("d2", length=1.0)]
     long_line = bt.Beamline([type(e)(f"{e.name}_{i}", **e.parameters())
                              for i in range(4) for e in cell])
+    # One misaligned quadrupole: its offset is a tensor input of a third signature
+    # (the aligned ones keep Python zeros and compile without the frame change).
+    long_line = long_line.replace("qd_3", x_offset=1e-4)
     particles = make_particles("torch", BEAM)
     run = compile_beamline(long_line)
     before = len(run.compiled)
     out = run(particles)
-    assert len(run.compiled) - before <= 2  # one quadrupole and one drift signature
+    # aligned quadrupole, misaligned quadrupole, drift
+    assert len(run.compiled) - before <= 3
     expected = long_line.track(particles)
     scale = expected.coords.abs().amax(dim=-1, keepdim=True)
     assert float(((out.coords - expected.coords).abs() / scale).max()) < 1e-13

@@ -14,6 +14,8 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from beamtrack.backends.jax_scan import ALIGNMENT_KEYS
+
 #: Compiled step functions by element signature, shared by every compiled beamline (a
 #: new line, or new parameter values, reuses them).
 _CACHE: dict[Any, Callable[..., Any]] = {}
@@ -64,8 +66,15 @@ def compile_beamline(line: Any, method: str | None = None, checkpoint: bool | No
         # Tensors are passed at each call; multipole strength tuples are fixed (keyed).
         arrays = element.arrays()
         fixed = tuple((k, v) for k, v in arrays.items() if isinstance(v, tuple))
-        keys = tuple(k for k in arrays if not isinstance(arrays[k], tuple))
-        key = (element.signature(element_method), fixed, tuple(sorted(options)), record)
+        # Misalignments that are Python zeros stay Python zeros inside the compiled
+        # function ("aligned" is part of the signature, as in the jax scan): the frame
+        # change is then left out of the graph, which compiles and runs faster.
+        aligned = tuple(k for k in ALIGNMENT_KEYS if k in arrays
+                        and _is_python_zero(arrays[k]))
+        keys = tuple(k for k in arrays
+                     if not isinstance(arrays[k], tuple) and k not in aligned)
+        key = (element.signature(element_method), fixed, aligned, tuple(sorted(options)),
+               record)
         if key not in cache:
             template = element
 
@@ -109,6 +118,11 @@ def compile_beamline(line: Any, method: str | None = None, checkpoint: bool | No
 
     run.compiled = cache  # type: ignore[attr-defined]
     return run
+
+
+def _is_python_zero(value: Any) -> bool:
+    """Whether ``value`` is a Python number equal to 0 (not a tensor, not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
 
 
 def _run_steps(particles: Any, steps: Sequence[tuple[Callable[..., Any], list[Any]]],
