@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]],
             for method in ("linear", "bmad"):
                 extend(f"{'batch' if configs else 'eager'} {method}",
                        workloads.eager_gradient_rows(settings, method, configs))
+            extend(f"{'batch' if configs else 'eager'} linear merged",
+                   workloads.eager_gradient_rows(settings, "linear", configs, merge=True))
     counts = (tuple(int(float(c)) for c in args.particles.split(",")) if args.particles
               else (10_000,) if args.quick else FULL_PARTICLES)
     for n in counts:

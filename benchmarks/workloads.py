@@ -109,14 +109,20 @@ def std_loss(x: Any) -> Any:
     return xp.sum(xp.std(x, axis=-1))
 
 
-def eager_gradient_rows(settings: Settings, method: str, configs: int | None) -> list[dict]:
+def eager_gradient_rows(settings: Settings, method: str, configs: int | None,
+                        merge: bool = False) -> list[dict]:
     """torch eager, 20-element FODO: quadrupole strengths made as fresh tensors that
     require grad, line built from them, tracked, ``std_loss``, backward. ``configs``:
-    every strength has shape ``(configs,)`` (100 particles), else scalar (1000)."""
+    every strength has shape ``(configs,)`` (100 particles), else scalar (1000).
+
+    ``merge`` (``"linear"`` only): the line is ``Beamline.merged()`` before tracking, one
+    map for the run of linear elements, built from the 20 element maps inside the timed
+    call. Cheetah's ``Segment.track`` does the same by itself for a segment of linear
+    elements, so the Cheetah column is the same in both rows."""
     import torch
 
     prefix = "batch" if configs else "eager"
-    row_id = f"{prefix}-{method}"
+    row_id = f"{prefix}-{method}" + ("-merged" if merge else "")
     if not settings.selected(row_id):
         return []
     particles = 100 if configs else 1000
@@ -130,17 +136,22 @@ def eager_gradient_rows(settings: Settings, method: str, configs: int | None) ->
     def call() -> None:
         params = {k: torch.tensor(v, dtype=dtype, device=device, requires_grad=True)
                   for k, v in values.items()}
-        out = line.with_parameters(params).track(incoming)
+        tracked = line.with_parameters(params)
+        if merge:
+            tracked = tracked.merged(p0c=P0C, mc2=MC2)
+        out = tracked.track(incoming)
         std_loss(out.x).backward()
 
     contenders = {"beamtrack": Contender(call)}
-    peer = f"Cheetah {'linear' if method == 'linear' else 'drift_kick_drift'}"
+    peer = ("Cheetah linear (merges itself)" if method == "linear"
+            else "Cheetah drift_kick_drift")
     if peers.installed("cheetah"):
         contenders[peer] = peers.cheetah_gradient(line, incoming, values, std_loss)
     result = interleaved(contenders, settings.repeats)
     shape = f"k1 of shape ({configs},), " if configs else ""
     workload = (f"torch eager: line from tensors + track + loss + backward, 20-element FODO, "
-                f"{shape}{particles} particles, {method}")
+                f"{shape}{particles} particles, {method}"
+                + (", merged inside the call" if merge else ""))
     bt_s = _median(result["beamtrack"])
     peer_s = _median(result.get(peer, {}))
     return [beamtrack_row(row_id, workload, "time_ms", None if bt_s is None else 1e3 * bt_s,
@@ -215,7 +226,9 @@ def tracking_rows(settings: Settings, method: str, n: int, elements: int = 100) 
     torch_beam = beam(n, "torch", settings) if peers.installed("cheetah") else None
     peer_x: dict[str, np.ndarray] = {}
     if torch_beam is not None:
-        label = {"merged": "Cheetah merged", "linear": "Cheetah linear",
+        # Cheetah's Segment.track multiplies the maps of a run of linear elements
+        # before applying them: its "linear" is a merged map too.
+        label = {"merged": "Cheetah merged", "linear": "Cheetah linear (merges itself)",
                  "bmad": "Cheetah drift_kick_drift"}[method]
         contenders[label] = peers.cheetah_tracking(line, torch_beam, method == "merged")
         peer_x[label] = peers.cheetah_final_x(line, torch_beam, method == "merged")
