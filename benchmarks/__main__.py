@@ -11,11 +11,14 @@ Rows (``--only`` takes comma-separated ids, globs or prefixes, e.g. ``eager``,
   built from them, track, loss, backward; 20-element FODO, 1000 particles; against
   Cheetah (``linear`` / ``drift_kick_drift``) doing the same.
 * ``batch-{linear,bmad}``: the same with every strength of shape (1000,), 100 particles.
+* ``{eager,batch}-linear-merged``: the same with ``Beamline.merged()`` inside the timed
+  call, like-for-like with Cheetah, whose ``Segment.track`` merges a run of linear
+  elements by itself.
 * ``track-{merged,linear,bmad}-{N}-{backend}``: tracking rate of the 100-element FODO
   on numpy, torch eager, torch.compile (``compile_beamline``), jax (``jax.jit``) and,
   on CUDA, cupy; against Cheetah (torch eager) and, for ``bmad``, Xsuite (CPU, 1 thread).
-* ``grad-{jax,torch}``: gradient time over forward time, 100 parameters, against the
-  target 3.
+* ``grad-{jax,torch}[-nocheckpoint]``: gradient time over forward time, 100 parameters,
+  against the target 3, with automatic checkpointing (on for this size) and without.
 * ``memory-{fwd,fwdbwd}-{backend}-{method}``: peak memory per particle (1e6 particles,
   20-element FODO; ``benchmarks/memory.py`` says what is measured); torch against Cheetah.
 * ``compile-{torch,jax}-{100,1000,3800}-{fwd,fwdbwd}``: cold compile + first call

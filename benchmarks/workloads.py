@@ -266,19 +266,23 @@ def gradient_rows(settings: Settings, particles: int, quads: int = 100) -> list[
     the peer column is the issue's target, 3 forward passes."""
     from .gradients_and_batching import gradient_cost
 
-    if not any(settings.selected(f"grad-{b}") for b in ("jax", "torch")):
-        return []
     rows = []
-    for r in gradient_cost(quads, settings.repeats, particles):
-        row_id = f"grad-{r['backend']}"
-        if not settings.selected(row_id):
+    # Default (checkpointing automatic: on here, 2e6 particle-elements) and off.
+    for checkpoint, suffix, note in ((None, "", "checkpointing automatic (on)"),
+                                     (False, "-nocheckpoint", "checkpoint=False")):
+        ids = [f"grad-{b}{suffix}" for b in ("jax", "torch")]
+        if not any(settings.selected(i) for i in ids):
             continue
-        mode = "jitted" if r["backend"] == "jax" else "eager"
-        rows.append(beamtrack_row(
-            row_id, f"{r['backend']} {mode}: gradient / forward, {quads} parameters, "
-            f"{2 * quads}-element line, {particles:.0e} particles, bmad",
-            "times_forward", r["gradient_over_forward"], "target", 3.0,
-            forward_ms=r["forward_ms"], gradient_ms=r["gradient_ms"]))
+        for r in gradient_cost(quads, settings.repeats, particles, checkpoint):
+            row_id = f"grad-{r['backend']}{suffix}"
+            if not settings.selected(row_id):
+                continue
+            mode = "jitted" if r["backend"] == "jax" else "eager"
+            rows.append(beamtrack_row(
+                row_id, f"{r['backend']} {mode}: gradient / forward, {quads} parameters, "
+                f"{2 * quads}-element line, {particles:.0e} particles, bmad, {note}",
+                "times_forward", r["gradient_over_forward"], "target", 3.0,
+                forward_ms=r["forward_ms"], gradient_ms=r["gradient_ms"]))
     return rows
 
 
