@@ -170,8 +170,8 @@ class ActuatedMap:
         samples = np.concatenate([r.reshape(DEGREE + 1, len(columns), 36), c], axis=-1)
         # Chebyshev coefficients from the values at the Chebyshev nodes: (degree+1, G, 42)
         basis = np.cos(np.arange(DEGREE + 1)[None, :] * np.arccos(nodes)[:, None])
-        coefficients = np.einsum("jk,jgm->kgm", basis, samples) * (2.0 / (DEGREE + 1))
-        coefficients[0] *= 0.5
+        coefficients = np.einsum("jk,jgm->gkm", basis, samples) * (2.0 / (DEGREE + 1))
+        coefficients[:, 0] *= 0.5  # (G, degree + 1, 42)
         table = (low, high, coefficients)
         check = np.zeros((16, len(self.keys)))
         rng = np.random.default_rng(0)
@@ -189,9 +189,12 @@ class ActuatedMap:
     def _from_table(table: tuple[np.ndarray, np.ndarray, np.ndarray],
                     values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         low, high, coefficients = table
-        t = np.clip((2.0 * values - (low + high)) / (high - low), -1.0, 1.0)
-        basis = np.cos(np.arccos(t)[..., None] * np.arange(coefficients.shape[0]))
-        flat = np.einsum("ngk,kgm->ngm", basis, coefficients)
+        t = np.clip((2.0 * values - (low + high)) / (high - low), -1.0, 1.0).T  # (G, N)
+        terms = [np.ones_like(t), t]
+        for _ in range(coefficients.shape[1] - 2):
+            terms.append(2.0 * t * terms[-1] - terms[-2])
+        basis = np.stack(terms, axis=-1)  # (G, N, degree + 1): Chebyshev polynomials
+        flat = np.swapaxes(np.matmul(basis, coefficients), 0, 1)  # (N, G, 42)
         n, g = values.shape
         return flat[..., :36].reshape(n, g, 6, 6), flat[..., 36:]
 

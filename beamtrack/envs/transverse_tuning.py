@@ -56,6 +56,8 @@ DEFAULT_K1_RANGE = (-5.0, 5.0)
 DEFAULT_KICK_RANGE = (-2e-3, 2e-3)
 #: Length scale of the reward and the observation [m] (1 mm).
 SCALE = 1e-3
+#: Bound of the beam entries of the observation space [mm] (10 m: never reached).
+OBSERVATION_LIMIT = 1e4
 
 
 def _example_line() -> Beamline:
@@ -154,13 +156,13 @@ class _Task:
     def observation(self, beam: np.ndarray, target: np.ndarray,
                     settings: np.ndarray) -> np.ndarray:
         scaled = 2.0 * (settings - self.low) / (self.high - self.low) - 1.0
-        return np.concatenate([beam / SCALE, target / SCALE, scaled], axis=-1).astype(
-            np.float32)
+        beam = np.clip(beam / SCALE, -OBSERVATION_LIMIT, OBSERVATION_LIMIT)
+        return np.concatenate([beam, target / SCALE, scaled], axis=-1).astype(np.float32)
 
 
 def _spaces(d: int) -> tuple[gym.spaces.Box, gym.spaces.Box]:
     action = gym.spaces.Box(-1.0, 1.0, (d,), dtype=np.float32)
-    high = np.full(8 + d, np.inf, dtype=np.float32)
+    high = np.full(8 + d, OBSERVATION_LIMIT, dtype=np.float32)
     high[8:] = 1.0
     low = -high
     low[[2, 3, 6, 7]] = 0.0
