@@ -45,3 +45,16 @@ def test_tune_quadrupoles_optax_reaches_a_round_beam():
     assert result["loss_end"] < 0.01 * result["loss_start"]
     assert result["sigma_x"] == pytest.approx(5e-4, rel=0.05)  # m, 5 % of the 0.5 mm target
     assert result["sigma_y"] == pytest.approx(5e-4, rel=0.05)
+
+
+def test_bo_prior_mean_runs_small():
+    pytest.importorskip("botorch")
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    try:
+        result = load("bo_prior_mean").main(evaluations=4, seeds=1, initial=2, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    for curves in result["curves"].values():
+        assert len(curves[0]) == 4
+        assert all(b >= a for a, b in zip(curves[0], curves[0][1:]))  # best so far
