@@ -52,9 +52,9 @@ def test_bo_prior_mean_runs_small():
     torch = pytest.importorskip("torch")
     threads = torch.get_num_threads()
     try:
-        result = load("bo_prior_mean").main(evaluations=4, seeds=1, initial=2, progress=False)
+        result = load("bo_prior_mean").main(evaluations=3, seeds=1, initial=2, progress=False)
     finally:
         torch.set_num_threads(threads)
     for curves in result["curves"].values():
-        assert len(curves[0]) == 4
+        assert len(curves[0]) == 3
         assert all(b >= a for a, b in zip(curves[0], curves[0][1:]))  # best so far
