@@ -31,7 +31,10 @@ __all__ = ["BeamModel", "Reconstruction", "reconstruct"]
 
 
 class BeamModel(torch.nn.Module):
-    """A generative beam model: ``coords = scale * network(z)``, ``z ~ N(0, I)``.
+    """A generative beam model: ``coords = scale * (z + network(z))``, ``z ~ N(0, I)``.
+
+    The network's last layer starts near zero, so the model starts as the uncorrelated
+    Gaussian of RMS ``scale`` and learns correlations and non-Gaussian shapes from there.
 
     Parameters
     ----------
@@ -54,14 +57,18 @@ class BeamModel(torch.nn.Module):
         for _ in range(depth):
             layers += [torch.nn.Linear(size, width, dtype=torch.float64), torch.nn.Tanh()]
             size = width
-        layers.append(torch.nn.Linear(size, dimensions, dtype=torch.float64))
+        last = torch.nn.Linear(size, dimensions, dtype=torch.float64)
+        with torch.no_grad():  # start as the uncorrelated Gaussian of RMS ``scale``
+            last.weight.mul_(0.01)
+            last.bias.zero_()
+        layers.append(last)
         self.network = torch.nn.Sequential(*layers)
         self.log_scale = torch.nn.Parameter(torch.log(torch.as_tensor(
             np.asarray(scale, dtype=np.float64))))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Coordinates ``(6, n)`` (coordinate-major) of the samples ``z`` ``(n, dims)``."""
-        u = self.network(z) * torch.exp(self.log_scale)
+        u = (z + self.network(z)) * torch.exp(self.log_scale)
         if self.dimensions == 6:
             return u.T
         zeros = torch.zeros_like(u[:, 0])

@@ -4,7 +4,7 @@
 
 Synthetic data: a beam made of two offset, tilted Gaussian blobs in (x, px) and a
 banana-shaped (y, py) distribution (plainly not Gaussian) goes through
-drift - quadrupole - drift to a 64 x 64 screen of 60 um pixels. Seven quadrupole
+drift - quadrupole - drift to a 64 x 64 screen of 80 um pixels. Seven quadrupole
 strengths are "measured" (histograms of 200 000 particles); an eighth is held out.
 :func:`beamtrack.reconstruction.reconstruct` fits a neural-network beam model to the
 seven images; the script then compares the reconstructed second moments with the true
@@ -20,7 +20,7 @@ import numpy as np
 
 import beamtrack as bt
 
-SCAN = np.linspace(-8.0, 8.0, 7)  # quadrupole k1 [1/m^2]
+SCAN = np.linspace(-6.0, 6.0, 7)  # quadrupole k1 [1/m^2]
 HELD_OUT = 3.0  # k1 [1/m^2] not used in the fit
 P0C, MC2 = 50e6, bt.electron.mc2
 
@@ -39,7 +39,7 @@ def true_beam(n: int, seed: int = 0) -> np.ndarray:
 def beamline() -> bt.Beamline:
     return bt.Beamline([bt.Drift("d0", length=0.3), bt.Quadrupole("q", length=0.1, k1=0.0),
                         bt.Drift("d1", length=1.5),
-                        bt.Screen("screen", resolution=(64, 64), pixel_size=(6e-5, 6e-5))])
+                        bt.Screen("screen", resolution=(64, 64), pixel_size=(8e-5, 8e-5))])
 
 
 def measure(line: bt.Beamline, coords: np.ndarray, k1: np.ndarray) -> np.ndarray:
@@ -49,9 +49,10 @@ def measure(line: bt.Beamline, coords: np.ndarray, k1: np.ndarray) -> np.ndarray
 
 
 def main(iterations: int = 1000, particles: int = 10_000, seed: int = 0,
-         progress: bool = True, threads: int | None = 1) -> dict:
+         progress: bool = True, threads: int | None = 1, samples: int = 200_000) -> dict:
     """Reconstruct and compare; ``threads``: torch threads (one is fastest for this
-    size, and avoids contention on a shared machine; ``None`` keeps torch's)."""
+    size, and avoids contention on a shared machine; ``None`` keeps torch's);
+    ``samples``: particles of the true beam (measured images) and of the comparisons."""
     import torch
 
     from beamtrack.reconstruction import reconstruct
@@ -59,19 +60,19 @@ def main(iterations: int = 1000, particles: int = 10_000, seed: int = 0,
     if threads is not None:
         torch.set_num_threads(threads)
     line = beamline()
-    truth = true_beam(200_000, seed=1)
+    truth = true_beam(samples, seed=1)
     images = measure(line, truth, SCAN)
     start = time.perf_counter()
     result = reconstruct(line, "screen", {"q.k1": SCAN}, images, p0c=P0C, mc2=MC2,
                          seed=seed, n_particles=particles, iterations=iterations,
                          progress=progress)
     seconds = time.perf_counter() - start
-    sample = result.sample(200_000, seed=2)
+    sample = result.sample(samples, seed=2)
     rec = np.cov(sample.coords.numpy()[:4], bias=True)
     ref = np.cov(truth[:4], bias=True)
     names = ["x", "px", "y", "py"]
     moment_errors = {f"<{a}{a}>": float(rec[i, i] / ref[i, i] - 1) for i, a in enumerate(names)}
-    held_out = result.predict({"q.k1": [HELD_OUT]}, n=200_000)[0]
+    held_out = result.predict({"q.k1": [HELD_OUT]}, n=samples)[0]
     held_truth = measure(line, truth, np.array([HELD_OUT]))[0]
     held_truth = held_truth / held_truth.sum()
     held_out_error = float(np.abs(held_out - held_truth).sum() / 2)  # total variation
