@@ -175,7 +175,7 @@ def reconstruct(
         The beamline up to (at least) the screen; elements after it are ignored.
     screen
         Name of the :class:`~beamtrack.lattice.elements.Screen` that took the images; its
-        resolution, pixel size and misalignment come from the line.
+        resolution, pixel size, binning and misalignment come from the line.
     scan
         ``{"element.parameter": values}``, ``S`` values each (one quadrupole or several
         parameters moved together).
@@ -221,7 +221,8 @@ def reconstruct(
     screen_element = line[screen].replace(deposit=deposit)
     values = _scan_values(scan)
     measured = torch.as_tensor(np.asarray(images, dtype=np.float64))
-    (nx, ny) = screen_element.resolution
+    binning = screen_element.binning
+    nx, ny = (k // binning for k in screen_element.resolution)
     count = next(iter(values.values())).shape[0]
     if measured.shape != (count, ny, nx):
         raise ParameterError(f"reconstruct: images must have shape (S, ny, nx) = "
@@ -233,7 +234,7 @@ def reconstruct(
 
     # Initial scale: the mean RMS width of the images; angles that width over the
     # distance to the screen.
-    dx, dy = screen_element.pixel_size
+    dx, dy = (d * binning for d in screen_element.pixel_size)
     xs = (torch.arange(nx, dtype=torch.float64) - (nx - 1) / 2) * dx
     ys = (torch.arange(ny, dtype=torch.float64) - (ny - 1) / 2) * dy
     px_img, py_img = measured.sum(dim=-2), measured.sum(dim=-1)

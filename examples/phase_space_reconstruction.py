@@ -4,7 +4,7 @@
 
 Synthetic data: a beam made of two offset, tilted Gaussian blobs in (x, px) and a
 banana-shaped (y, py) distribution (plainly not Gaussian) goes through
-drift - quadrupole - drift to a 64 x 64 screen of 80 um pixels. Seven quadrupole
+drift - quadrupole - drift to a 64 x 64 screen of 100 um pixels. Seven quadrupole
 strengths are "measured" (histograms of 200 000 particles); an eighth is held out.
 :func:`beamtrack.reconstruction.reconstruct` fits a neural-network beam model to the
 seven images; the script then compares the reconstructed second moments with the true
@@ -20,8 +20,8 @@ import numpy as np
 
 import beamtrack as bt
 
-SCAN = np.linspace(-6.0, 6.0, 7)  # quadrupole k1 [1/m^2]
-HELD_OUT = 3.0  # k1 [1/m^2] not used in the fit
+SCAN = np.linspace(-15.0, 15.0, 7)  # quadrupole k1 [1/m^2]
+HELD_OUT = 7.0  # k1 [1/m^2] not used in the fit
 P0C, MC2 = 50e6, bt.electron.mc2
 
 
@@ -32,14 +32,14 @@ def true_beam(n: int, seed: int = 0) -> np.ndarray:
     x = 0.35e-3 * side + 0.25e-3 * rng.standard_normal(n)
     px = -0.2e-3 * side + 0.1e-3 * rng.standard_normal(n) + 0.3 * x
     y = 0.4e-3 * rng.standard_normal(n)
-    py = 0.08e-3 * rng.standard_normal(n) + 400.0 * (y**2 - 0.16e-6) - 0.2 * y
+    py = 0.08e-3 * rng.standard_normal(n) + 250.0 * (y**2 - 0.16e-6) - 0.2 * y
     return np.stack([x, px, y, py, np.zeros(n), np.zeros(n)])
 
 
 def beamline() -> bt.Beamline:
     return bt.Beamline([bt.Drift("d0", length=0.3), bt.Quadrupole("q", length=0.1, k1=0.0),
-                        bt.Drift("d1", length=1.5),
-                        bt.Screen("screen", resolution=(64, 64), pixel_size=(8e-5, 8e-5))])
+                        bt.Drift("d1", length=1.0),
+                        bt.Screen("screen", resolution=(64, 64), pixel_size=(1e-4, 1e-4))])
 
 
 def measure(line: bt.Beamline, coords: np.ndarray, k1: np.ndarray) -> np.ndarray:

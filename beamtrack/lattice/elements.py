@@ -611,7 +611,7 @@ class Monitor(Element):
 
 @element_kind(blocks=(MISALIGNMENT,),
               order=("resolution", "pixel_size", "x_offset", "y_offset", "tilt", "deposit",
-                     "bandwidth"))
+                     "bandwidth", "binning"))
 class Screen(Element):
     """Imaging screen (a Bmad ``instrument`` with a pixel detector), zero length.
 
@@ -630,6 +630,9 @@ class Screen(Element):
                          "the last two are differentiable.", choices=SCREEN_DEPOSITS)
     bandwidth: Any = param(0.0, "m", "Standard deviation of the 'kde' kernel; 0 uses the "
                                      "pixel size.", nonnegative=True)
+    binning: int = param(1, "", "Camera binning: blocks of binning x binning sensor pixels "
+                                "are summed, so the image has (ny, nx) // binning pixels of "
+                                "pixel_size * binning (as Cheetah's Screen).", minimum=1)
 
     observer = staticmethod(screen_image)
     moment_observer = staticmethod(screen_image_moments)

@@ -30,7 +30,7 @@ import numpy as np
 from beamtrack.backends import backend_of
 from beamtrack.tracking import frames
 from beamtrack.tracking.aperture import check_shape
-from beamtrack.tracking.diagnostics import check_screen_grid, check_seed, erf
+from beamtrack.tracking.diagnostics import check_binning, check_screen_grid, check_seed, erf
 from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.parameters import as_nonnegative_parameter, as_parameter
 
@@ -101,6 +101,7 @@ def screen_image_moments(
     pixel_size: tuple[float, float] = (1.0e-4, 1.0e-4),
     deposit: str = "histogram",
     bandwidth: Any = 0.0,
+    binning: int = 1,
     **misalignment: Unpack[Misalignment],
 ) -> Any:
     """Screen image of a moment beam: its Gaussian integrated over each pixel.
@@ -115,6 +116,8 @@ def screen_image_moments(
     deposit, bandwidth
         Accepted for the screen's parameters and ignored: a moment beam has no
         particles to deposit.
+    binning
+        Camera binning, as for particles.
     **misalignment
         ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the screen.
 
@@ -129,6 +132,9 @@ def screen_image_moments(
         exceeds a quarter pixel; exact without correlation).
     """
     (nx, ny), (dx, dy) = check_screen_grid(resolution, pixel_size)
+    binning = check_binning(binning, (nx, ny))
+    if binning > 1:  # the binned pixels are the sensor's pixels summed: integrate over them
+        nx, ny, dx, dy = nx // binning, ny // binning, dx * binning, dy * binning
     xp = beam.xp
     mean, cov = transverse_moments(beam, **misalignment)
     mx, my = mean[..., 0], mean[..., 1]
