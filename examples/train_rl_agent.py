@@ -56,6 +56,10 @@ def main(timesteps: int = 200_000, envs: int = 16, seed: int = 0, progress: bool
                 learning_rate=3e-4, gamma=0.95, seed=seed, verbose=0, device="cpu")
     before = evaluate(model)
     start = time.perf_counter()
+    if progress:  # stable-baselines3's bar needs tqdm and rich (its 'extra')
+        import importlib.util
+
+        progress = all(importlib.util.find_spec(m) for m in ("tqdm", "rich"))
     model.learn(total_timesteps=timesteps, progress_bar=progress)
     seconds = time.perf_counter() - start
     after = evaluate(model)
