@@ -44,7 +44,9 @@ class BeamModel(torch.nn.Module):
         Initial RMS guess of each generated coordinate (``dimensions`` values, in m and
         rad, or 1 for ``pz``); trained as a logarithm.
     width, depth
-        Hidden layer width and number of hidden layers (tanh).
+        Hidden layer width and number of hidden layers (SiLU: unbounded, so that the
+        model can grow tails, such as those of a banana-shaped beam, where a saturating
+        activation would flatten them).
     """
 
     def __init__(self, dimensions: int, scale: Any, width: int = 64, depth: int = 2):
@@ -55,7 +57,7 @@ class BeamModel(torch.nn.Module):
         layers: list[torch.nn.Module] = []
         size = dimensions
         for _ in range(depth):
-            layers += [torch.nn.Linear(size, width, dtype=torch.float64), torch.nn.Tanh()]
+            layers += [torch.nn.Linear(size, width, dtype=torch.float64), torch.nn.SiLU()]
             size = width
         last = torch.nn.Linear(size, dimensions, dtype=torch.float64)
         with torch.no_grad():  # start as the uncorrelated Gaussian of RMS ``scale``
