@@ -4,7 +4,7 @@
 
 Synthetic data: a beam made of two offset, tilted Gaussian blobs in (x, px) and a
 banana-shaped (y, py) distribution (plainly not Gaussian) goes through
-drift - quadrupole - drift to a 64 x 64 screen of 100 um pixels. Seven quadrupole
+drift - quadrupole - drift to a 96 x 96 screen of 100 um pixels. Seven quadrupole
 strengths are "measured" (histograms of 200 000 particles); an eighth is held out.
 :func:`beamtrack.reconstruction.reconstruct` fits a neural-network beam model to the
 seven images; the script then compares the reconstructed second moments with the true
@@ -39,7 +39,7 @@ def true_beam(n: int, seed: int = 0) -> np.ndarray:
 def beamline() -> bt.Beamline:
     return bt.Beamline([bt.Drift("d0", length=0.3), bt.Quadrupole("q", length=0.1, k1=0.0),
                         bt.Drift("d1", length=1.0),
-                        bt.Screen("screen", resolution=(64, 64), pixel_size=(1e-4, 1e-4))])
+                        bt.Screen("screen", resolution=(96, 96), pixel_size=(1e-4, 1e-4))])
 
 
 def measure(line: bt.Beamline, coords: np.ndarray, k1: np.ndarray) -> np.ndarray:
