@@ -145,6 +145,8 @@ def plot_screen(image: Any, extent: tuple[float, float, float, float] | None = N
                 ax: Any = None, screen: Any = None) -> Any:
     """Show a screen image (``(ny, nx)`` array).
 
+    Without ``extent`` or ``screen`` the axes count pixels (and say so).
+
     Parameters
     ----------
     image
@@ -156,8 +158,6 @@ def plot_screen(image: Any, extent: tuple[float, float, float, float] | None = N
     screen
         The :class:`~beamtrack.lattice.elements.Screen` that took the image: its pixel
         grid gives the extent when ``extent`` is not given.
-
-    Without ``extent`` or ``screen`` the axes count pixels (and say so).
     """
     plt = _pyplot()
     if ax is None:
