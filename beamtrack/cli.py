@@ -93,14 +93,14 @@ _SCALE = {"mean_x": 1e6, "mean_y": 1e6, "sigma_x": 1e6, "sigma_y": 1e6, "sigma_z
           "emittance_x": 1e9, "emittance_y": 1e9}
 
 
-def _row(name: str, particles: Particles) -> str:
+def _row(name: str, particles: Particles, width: int = 12) -> str:
     backend = backend_registry.backend_of(particles.coords)
     stats = {k: float(backend.to_numpy(v)) for k, v in beam_statistics(particles).items()}
     stats["s"] = float(backend.to_numpy(particles.s))
     cells = []
     for _, fmt, key in _COLUMNS:
         if key is None:
-            cells.append(fmt.format(name[:12]))
+            cells.append(name.ljust(width))
         elif key == "n_alive":
             cells.append(fmt.format(int(round(stats[key]))))
         else:
@@ -108,8 +108,9 @@ def _row(name: str, particles: Particles) -> str:
     return " ".join(cells)
 
 
-def _header() -> str:
-    widths = [len(fmt.format(0 if "d" in fmt else 0.0)) if key else 12 for _, fmt, key in _COLUMNS]
+def _header(width: int = 12) -> str:
+    widths = [len(fmt.format(0 if "d" in fmt else 0.0)) if key else width
+              for _, fmt, key in _COLUMNS]
     return " ".join(title.rjust(w) if key else title.ljust(w)
                     for (title, _, key), w in zip(_COLUMNS, widths))
 
@@ -122,14 +123,16 @@ def cmd_track(args: argparse.Namespace) -> int:
           f"{float(np.asarray(line.length)):.4f} m")
     print(f"{args.particles} particles, backend {args.backend}, method "
           f"{args.method or line.method}, seed {args.seed}")
-    print(_header())
-    print(_row("(start)", particles))
+    # The name column fits the longest name: two elements never look the same.
+    width = max([12, *(len(name) for name in line.names())])
+    print(_header(width))
+    print(_row("(start)", particles, width))
     final = particles
     for element, final in line.track_each(particles, method=args.method):
         if args.each:
-            print(_row(element.name, final))
+            print(_row(element.name, final, width))
     if not args.each:
-        print(_row("(end)", final))
+        print(_row("(end)", final, width))
     return 0
 
 

@@ -100,3 +100,13 @@ def test_console_script_entry_point():
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "(end)" in result.stdout
+
+
+def test_track_each_keeps_long_names_whole(tmp_path, capsys):
+    path = tmp_path / "line.json"
+    bt.save(bt.Beamline([bt.Drift("drift_upstream_1", length=1.0),
+                         bt.Drift("drift_upstream_2", length=0.5)], name="long"), path)
+    code, out, _ = run(capsys, "track", str(path), "--each", "--particles", "20")
+    assert code == 0
+    rows = [line.split()[0] for line in out.splitlines()[-2:]]
+    assert rows == ["drift_upstream_1", "drift_upstream_2"]

@@ -15,6 +15,7 @@ from scipy.special import ndtr
 import beamtrack as bt
 from beamtrack.lattice.elements import Monitor, Screen
 from beamtrack.tracking.diagnostics import erf, monitor_reading, screen_grid, screen_image
+from beamtrack.tracking.moment_diagnostics import screen_image_moments
 
 DX, DY = 2.0**-11, 2.0**-12  # pixel sizes [m], exactly representable
 NX, NY = 12, 10
@@ -365,3 +366,23 @@ def test_function_errors():
         monitor_reading(p, seed=-3)
     with pytest.raises(bt.ParameterError, match="resolution"):
         monitor_reading(p, resolution=-1e-6)
+
+
+def test_screen_binning_sums_blocks_of_sensor_pixels(xp):
+    """A binned histogram is the histogram on pixels ``binning`` times larger; the
+    moment-beam image likewise; a binning that does not divide the sensor is refused."""
+    beam = random_beam(400, seed=5) * 0.3
+    p = make_particles(xp.name, beam)
+    binned = screen_image(p, resolution=(12, 8), pixel_size=(1e-4, 2e-4), binning=2)
+    coarse = screen_image(p, resolution=(6, 4), pixel_size=(2e-4, 4e-4))
+    np.testing.assert_array_equal(xp.to_numpy(binned), xp.to_numpy(coarse))
+    moments = bt.ParameterBeam.from_particles(p)
+    np.testing.assert_allclose(
+        xp.to_numpy(screen_image_moments(moments, resolution=(12, 8), pixel_size=(1e-4, 2e-4),
+                                         binning=2)),
+        xp.to_numpy(screen_image_moments(moments, resolution=(6, 4),
+                                         pixel_size=(2e-4, 4e-4))), atol=1e-15)
+    with pytest.raises(bt.ParameterError, match="divide"):
+        screen_image(p, resolution=(12, 8), pixel_size=(1e-4, 1e-4), binning=3)
+    with pytest.raises(bt.ParameterError, match="binning"):
+        bt.Screen("scr", binning=0)

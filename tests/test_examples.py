@@ -45,3 +45,59 @@ def test_tune_quadrupoles_optax_reaches_a_round_beam():
     assert result["loss_end"] < 0.01 * result["loss_start"]
     assert result["sigma_x"] == pytest.approx(5e-4, rel=0.05)  # m, 5 % of the 0.5 mm target
     assert result["sigma_y"] == pytest.approx(5e-4, rel=0.05)
+
+
+def test_bo_prior_mean_runs_small():
+    pytest.importorskip("botorch")
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    try:
+        result = load("bo_prior_mean").main(evaluations=3, seeds=1, initial=2, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    for curves in result["curves"].values():
+        assert len(curves[0]) == 3
+        assert all(b >= a for a, b in zip(curves[0], curves[0][1:]))  # best so far
+
+
+def _one_torch_thread(torch):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return threads
+
+
+def test_phase_space_reconstruction_runs_small():
+    torch = pytest.importorskip("torch")
+    threads = _one_torch_thread(torch)
+    try:
+        result = load("phase_space_reconstruction").main(iterations=5, particles=1000,
+                                                         progress=False, samples=20_000)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(result["loss"]) == 5
+    assert set(result["moment_errors"]) == {"<xx>", "<pxpx>", "<yy>", "<pypy>"}
+    assert 0.0 <= result["held_out_error"] <= 1.0
+
+
+def test_train_rl_agent_runs_small():
+    pytest.importorskip("gymnasium")
+    pytest.importorskip("stable_baselines3")
+    torch = pytest.importorskip("torch")
+    threads = _one_torch_thread(torch)
+    try:
+        result = load("train_rl_agent").main(timesteps=128, envs=2, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    # An episode's reward is the negative distance summed over at most 50 steps.
+    assert result["before"]["return"] <= 0.0 and result["after"]["return"] <= 0.0
+
+
+def test_surrogate_element_tunes_through_the_network():
+    torch = pytest.importorskip("torch")
+    threads = _one_torch_thread(torch)
+    try:
+        result = load("surrogate_element").main(train_steps=30, tune_steps=8, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    # Gradients reach the knobs through the network: the tuning loss falls.
+    assert result["loss_end"] < result["loss_start"]

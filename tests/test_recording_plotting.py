@@ -88,3 +88,19 @@ def test_cli_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
     assert main(["optics", "--plot", "unused.png"]) == 2
     assert "pip install beamtrack[plot]" in capsys.readouterr().err
+
+
+def test_plot_labels_say_their_units(tmp_path):
+    pytest.importorskip("matplotlib")
+    from beamtrack.lattice import plotting
+
+    p = make_particles("numpy", random_beam(100, seed=1))
+    ax = plotting.plot_phase_space(p, "x", "px")
+    assert ax.get_xlabel() == "x [m]" and "P_x/P_0" in ax.get_ylabel()
+    assert ax.figure.get_layout_engine() is not None  # saved figures keep their labels
+    # Without an extent the axes count pixels; with the screen they are in metres.
+    assert plotting.plot_screen(np.ones((4, 5))).get_xlabel() == "x [pixel]"
+    screen = bt.Screen("scr", resolution=(5, 4), pixel_size=(1e-4, 2e-4))
+    ax = plotting.plot_screen(np.ones((4, 5)), screen=screen)
+    assert ax.get_xlabel() == "x [m]"
+    assert ax.images[0].get_extent() == pytest.approx([-2.5e-4, 2.5e-4, -4e-4, 4e-4])

@@ -415,14 +415,54 @@ class Beamline:
         )
 
     def track_each(
-        self, particles: Particles, method: str | None = None
-    ) -> Iterator[tuple[Element, Particles]]:
-        """Track element by element, yielding ``(element, particles after it)``."""
+        self, particles: Particles | ParameterBeam, method: str | None = None
+    ) -> Iterator[tuple[Element, Any]]:
+        """Track element by element, yielding ``(element, particles after it)``.
+
+        A :class:`~beamtrack.tracking.parameter_beam.ParameterBeam` is tracked with the
+        first-order maps whatever the method (as in :meth:`track`); an element without
+        one (:class:`~beamtrack.lattice.custom.Custom`) raises
+        :class:`~beamtrack.tracking.errors.ParameterError`.
+        """
+        if isinstance(particles, ParameterBeam):
+            yield from self._track_each_moments(particles)
+            return
         for element, element_method in self.plan(method):
             particles = element.track(particles, element_method)
             yield element, particles
 
-    def observe(self, particles: Particles, method: str | None = None) -> Observation:
+    def _track_each_moments(self, beam: ParameterBeam) -> Iterator[tuple[Element, Any]]:
+        from beamtrack.lattice.optics import element_maps
+
+        s_before: Any = 0.0
+        for element, r, c, probe in element_maps(self, beam.p0c, beam.mc2,
+                                                 backend_of(beam.mean).name):
+            beam = beam.transformed(r, c, probe.s - s_before, p0c=probe.p0c)
+            s_before = probe.s
+            yield element, beam
+
+    def _observe_moments(self, beam: ParameterBeam) -> Observation:
+        """:meth:`observe` for a moment beam: readings, images and the transmission."""
+        xp = beam.xp
+        weight = xp.ones_like(beam.mean[..., 0])
+        readings: dict[str, Any] = {}
+        images: dict[str, Any] = {}
+        spans = self._spans()
+        names = []
+        for index, (element, beam) in enumerate(self._track_each_moments(beam)):  # noqa: B020
+            names.append(element.name)
+            passed = element.transmission(beam)
+            if passed is not None:
+                weight = weight * passed
+            seen = element.observe(beam)
+            if seen is not None:
+                key = _occurrence_name(element.name, index, spans)
+                (images if isinstance(element, Screen) else readings)[key] = seen
+        return Observation(particles=beam, lost_at=None, weight=weight, readings=readings,
+                           images=images, names=tuple(names), spans=spans)
+
+    def observe(self, particles: Particles | ParameterBeam,
+                method: str | None = None) -> Observation:
         """Track through the beamline and record what happens on the way, in one pass.
 
         Collects the reading of every :class:`~beamtrack.lattice.elements.Monitor`,
@@ -432,10 +472,17 @@ class Beamline:
         this bookkeeping). Works on every backend, with batch dimensions, and inside
         ``jax.jit`` (the result is a pytree; no Python control flow on array values).
 
+        A moment beam (:class:`~beamtrack.tracking.parameter_beam.ParameterBeam`) is
+        observed too (first-order maps, as in :meth:`track`): a monitor reads its
+        centroid, a screen shows its Gaussian integrated over each pixel (normalised to
+        probabilities, differentiable), and ``weight`` is the product of the apertures'
+        approximate transmissions, shape ``(*batch)``
+        (:mod:`~beamtrack.tracking.moment_diagnostics`); ``lost_at`` is ``None``.
+
         Parameters
         ----------
         particles
-            Incoming particles, any backend.
+            Incoming particles, any backend, or a ``ParameterBeam``.
         method
             As in :meth:`track`.
 
@@ -460,6 +507,9 @@ class Beamline:
         >>> [round(float(v), 6) for v in obs.readings["bpm1"]]
         [0.000833, 0.0]
         """
+        if isinstance(particles, ParameterBeam):
+            self.plan(method)  # validates the method
+            return self._observe_moments(particles)
         plan = self.plan(method)
         xp = particles.xp
         lost_at = xp.full_like(particles.alive, -1, dtype=xp.int32)
@@ -653,12 +703,13 @@ class Observation:
     Attributes
     ----------
     particles
-        Particles at the end of the beamline (the same as :meth:`Beamline.track`).
+        Particles at the end of the beamline (the same as :meth:`Beamline.track`), or
+        the :class:`~beamtrack.tracking.parameter_beam.ParameterBeam` there.
     lost_at
         Integer array (int32) of shape ``(*batch, n)``: for each particle, the index in
         ``names`` (``Beamline.names()``) of the element where it was lost, or ``-1`` if
         it was not lost in this beamline (survivors, and particles already lost when
-        they entered).
+        they entered). ``None`` for a moment beam.
     weight
         Float array ``(*batch, n)``: a differentiable survival weight. It starts as the
         incoming ``alive`` flags; every aperture multiplies in its smooth survival
@@ -666,7 +717,9 @@ class Observation:
         for the particles that reach it alive, and a loss at any other element (an
         unphysical momentum) sets it to 0. With ``smooth = 0`` everywhere it equals the
         final ``alive`` flags as 0/1; with ``smooth > 0``, ``sum(weight)`` is a smooth
-        stand-in for the transmission whose gradient reaches upstream magnets.
+        stand-in for the transmission whose gradient reaches upstream magnets. For a
+        moment beam, shape ``(*batch)``: the product of the apertures' approximate
+        transmissions.
     readings
         ``{monitor name: reading (*batch, 2)}`` (x, y) [m] after the monitor. A
         monitor that occurs several times has one reading per occurrence, keyed
@@ -686,7 +739,7 @@ class Observation:
     def __init__(
         self,
         *,
-        particles: Particles,
+        particles: Particles | ParameterBeam,
         lost_at: Any,
         weight: Any,
         readings: dict[str, Any],
@@ -718,10 +771,16 @@ class Observation:
             raise KeyError(f"no element or beamline named {name!r} was observed")
         return self._spans[name]
 
+    def _need_particles(self, what: str) -> None:
+        if self.lost_at is None:
+            raise ParameterError(f"Observation.{what}: a ParameterBeam loses no particles; "
+                                 "its transmission is the observation's weight")
+
     def lost_in(self, name: str) -> Any:
         """Number of particles lost in element ``name`` (or anywhere in the nested
         beamline ``name``), over all its occurrences, per batch entry: an integer array
         of shape ``(*batch)``."""
+        self._need_particles("lost_in")
         xp = self.particles.xp
         inside = None
         for first, stop in self._span(name):
@@ -732,6 +791,7 @@ class Observation:
     def loss_summary(self) -> dict[str, int]:
         """``{element name: particles lost there}`` for the elements that lost any,
         summed over batch entries (Python integers; not for use inside ``jax.jit``)."""
+        self._need_particles("loss_summary")
         lost_at = backend_of(self.lost_at).to_numpy(self.lost_at)
         counts = np.bincount(lost_at[lost_at >= 0].ravel(), minlength=len(self.names))
         return {self.names[i]: int(c) for i, c in enumerate(counts) if c > 0}

@@ -61,12 +61,18 @@ from beamtrack.tracking.diagnostics import SCREEN_DEPOSITS, monitor_reading, scr
 from beamtrack.tracking.drift import track_drift
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.kicker import track_hkicker, track_kicker, track_vkicker
+from beamtrack.tracking.moment_diagnostics import (
+    gaussian_transmission,
+    monitor_reading_moments,
+    screen_image_moments,
+)
 from beamtrack.tracking.multipole import (
     track_multipole,
     track_octupole,
     track_sextupole,
     track_thick_multipole,
 )
+from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.quadrupole import track_quadrupole
 from beamtrack.tracking.solenoid import track_solenoid
@@ -145,6 +151,12 @@ class Element(_CheckedCall):
     #: Differentiable survival factor of limiting elements (Aperture),
     #: ``(particles, **parameters) -> (*batch, n)`` in [0, 1]; ``None`` otherwise.
     survival: ClassVar[Callable[..., Any] | None] = None
+    #: Observation function of diagnostics for a moment beam (``ParameterBeam``),
+    #: ``(beam, **parameters) -> array``; ``None`` for elements that observe nothing.
+    moment_observer: ClassVar[Callable[..., Any] | None] = None
+    #: Approximate transmitted fraction of a moment beam through limiting elements,
+    #: ``(beam, **parameters) -> (*batch)``; ``None`` for elements that limit nothing.
+    moment_transmission: ClassVar[Callable[..., Any] | None] = None
     #: Checks across parameters: ``(check, names)`` pairs, called as
     #: ``check(*values, label)`` after each parameter passed its own rule.
     checks: ClassVar[tuple[tuple[Callable[..., None], tuple[str, ...]], ...]] = ()
@@ -302,13 +314,37 @@ class Element(_CheckedCall):
         """What this element observes of ``particles``; ``None`` if it observes nothing.
 
         A :class:`Monitor` gives its reading ``(*batch, 2)``, a :class:`Screen` its
-        image ``(*batch, ny, nx)``.
+        image ``(*batch, ny, nx)``. ``particles`` may be a moment beam
+        (:class:`~beamtrack.tracking.parameter_beam.ParameterBeam`): see
+        :mod:`~beamtrack.tracking.moment_diagnostics`.
         """
+        if isinstance(particles, ParameterBeam):
+            observer = type(self).moment_observer
+            if observer is None:
+                return None
+            with _labelled(self._label):
+                return observer(particles, **self.observed_parameters())
         observer = type(self).observer
         if observer is None:
             return None
         with _labelled(self._label):
             return observer(particles, **self.parameters())
+
+    def observed_parameters(self) -> dict[str, Any]:
+        """The parameters an observer or transmission function takes (those of
+        :meth:`parameters` without the length, which zero-length diagnostics lack)."""
+        return {k: v for k, v in self.parameters().items() if k != "length"}
+
+    def transmission(self, beam: ParameterBeam) -> Any:
+        """Approximate fraction ``(*batch)`` of the moment beam ``beam`` that passes
+        this element's opening (see
+        :func:`~beamtrack.tracking.moment_diagnostics.gaussian_transmission`); ``None``
+        for elements that limit nothing."""
+        function = type(self).moment_transmission
+        if function is None:
+            return None
+        with _labelled(self._label):
+            return function(beam, **self.observed_parameters())
 
     def survival_factor(self, particles: Particles) -> Any:
         """Differentiable survival factor in [0, 1] of ``particles`` arriving here.
@@ -569,12 +605,13 @@ class Monitor(Element):
                              "call.", minimum=0)
 
     observer = staticmethod(monitor_reading)
+    moment_observer = staticmethod(monitor_reading_moments)
     mergeable = False
 
 
 @element_kind(blocks=(MISALIGNMENT,),
               order=("resolution", "pixel_size", "x_offset", "y_offset", "tilt", "deposit",
-                     "bandwidth"))
+                     "bandwidth", "binning"))
 class Screen(Element):
     """Imaging screen (a Bmad ``instrument`` with a pixel detector), zero length.
 
@@ -593,8 +630,12 @@ class Screen(Element):
                          "the last two are differentiable.", choices=SCREEN_DEPOSITS)
     bandwidth: Any = param(0.0, "m", "Standard deviation of the 'kde' kernel; 0 uses the "
                                      "pixel size.", nonnegative=True)
+    binning: int = param(1, "", "Camera binning: blocks of binning x binning sensor pixels "
+                                "are summed, so the image has (ny, nx) // binning pixels of "
+                                "pixel_size * binning (as Cheetah's Screen).", minimum=1)
 
     observer = staticmethod(screen_image)
+    moment_observer = staticmethod(screen_image_moments)
     mergeable = False
 
 
@@ -629,6 +670,7 @@ class Aperture(Element):
     tracker = staticmethod(track_aperture)
     mergeable = False
     survival = staticmethod(aperture_factor)
+    moment_transmission = staticmethod(gaussian_transmission)
 
 
 @element_kind(blocks=(MISALIGNMENT,))
@@ -645,6 +687,7 @@ class Collimator(Element):
 
     tracker = staticmethod(track_collimator)
     mergeable = False
+    moment_transmission = staticmethod(gaussian_transmission)
 
 
 @element_kind(blocks=(SLICING, MISALIGNMENT))

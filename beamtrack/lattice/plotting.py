@@ -113,12 +113,22 @@ def plot_beam_sizes(record: Any, line: Beamline | None = None, ax: Any = None) -
     return ax
 
 
+#: Axis labels with units of the six coordinates (Bmad's momenta are P/P0).
+COORDINATE_LABELS = {"x": "x [m]", "px": r"$p_x = P_x/P_0$ [1]", "y": "y [m]",
+                     "py": r"$p_y = P_y/P_0$ [1]", "z": "z [m]",
+                     "pz": r"$p_z = (P - P_0)/P_0$ [1]"}
+
+
 def plot_phase_space(particles: Any, x: str = "x", y: str = "px", ax: Any = None,
                      bins: int | None = None) -> Any:
-    """Scatter (or 2D density with ``bins``) of two coordinates of the alive particles."""
+    """Scatter (or 2D density with ``bins``) of two coordinates of the alive particles.
+
+    Axes are labelled with the coordinates' units (:data:`COORDINATE_LABELS`); a new
+    figure uses a constrained layout, so a saved figure keeps its labels.
+    """
     plt = _pyplot()
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4))
+        _, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
     alive = _numpy(particles.alive).astype(bool).reshape(-1)
     u = _numpy(getattr(particles, x)).reshape(-1)[alive]
     v = _numpy(getattr(particles, y)).reshape(-1)[alive]
@@ -126,19 +136,40 @@ def plot_phase_space(particles: Any, x: str = "x", y: str = "px", ax: Any = None
         ax.hist2d(u, v, bins=bins)
     else:
         ax.scatter(u, v, s=1, alpha=0.5)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(COORDINATE_LABELS.get(x, x))
+    ax.set_ylabel(COORDINATE_LABELS.get(y, y))
     return ax
 
 
 def plot_screen(image: Any, extent: tuple[float, float, float, float] | None = None,
-                ax: Any = None) -> Any:
-    """Show a screen image (``(ny, nx)`` array); ``extent`` in metres."""
+                ax: Any = None, screen: Any = None) -> Any:
+    """Show a screen image (``(ny, nx)`` array).
+
+    Without ``extent`` or ``screen`` the axes count pixels (and say so).
+
+    Parameters
+    ----------
+    image
+        The image, row ``j`` the j-th pixel row from the bottom.
+    extent
+        ``(x_min, x_max, y_min, y_max)`` [m] of the image.
+    ax
+        Axes to draw in (a new figure when ``None``).
+    screen
+        The :class:`~beamtrack.lattice.elements.Screen` that took the image: its pixel
+        grid gives the extent when ``extent`` is not given.
+    """
     plt = _pyplot()
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4))
+        _, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
     data = _numpy(image)
+    if extent is None and screen is not None:
+        from beamtrack.tracking.diagnostics import screen_grid
+
+        x_edges, y_edges = screen_grid(screen.resolution, screen.pixel_size)
+        extent = (x_edges[0], x_edges[-1], y_edges[0], y_edges[-1])
     ax.imshow(data, origin="lower", extent=extent, aspect="auto")
-    ax.set_xlabel("x [m]")
-    ax.set_ylabel("y [m]")
+    unit = "pixel" if extent is None else "m"
+    ax.set_xlabel(f"x [{unit}]")
+    ax.set_ylabel(f"y [{unit}]")
     return ax

@@ -194,6 +194,27 @@ def check_screen_grid(
     return (nx, ny), (dx, dy)
 
 
+def check_binning(binning: Any, resolution: tuple[int, int], element: str = "screen") -> int:
+    """Validate a camera ``binning`` (an integer >= 1 dividing both pixel counts)."""
+    if isinstance(binning, bool) or not isinstance(binning, numbers.Integral) or binning < 1:
+        raise ParameterError(f"parameter 'binning' must be an integer >= 1, got {binning!r}",
+                             element=element)
+    if resolution[0] % binning or resolution[1] % binning:
+        raise ParameterError(f"parameter 'binning' = {binning} must divide the resolution "
+                             f"{tuple(resolution)}", element=element)
+    return int(binning)
+
+
+def binned(image: Any, binning: int) -> Any:
+    """Sum blocks of ``binning x binning`` pixels of images ``(*batch, ny, nx)``."""
+    if binning == 1:
+        return image
+    xp = array_api_compat.array_namespace(image)
+    *batch, ny, nx = image.shape
+    blocks = xp.reshape(image, (*batch, ny // binning, binning, nx // binning, binning))
+    return xp.sum(xp.sum(blocks, axis=-1), axis=-2)
+
+
 def screen_grid(
     resolution: tuple[int, int], pixel_size: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -235,6 +256,7 @@ def screen_image(
     pixel_size: tuple[float, float] = (1.0e-4, 1.0e-4),
     deposit: str = "histogram",
     bandwidth: Any = 0.0,
+    binning: int = 1,
     **misalignment: Unpack[Misalignment],
 ) -> Any:
     """Image of the alive particles' transverse positions on a screen.
@@ -261,6 +283,9 @@ def screen_image(
     bandwidth
         Standard deviation of the ``"kde"`` kernel [m], the same in x and y; zero (the
         default) uses the pixel size of each plane. Number or array of shape ``(*batch)``.
+    binning
+        Camera binning: the image of the ``(nx, ny)`` sensor pixels is summed over blocks
+        of ``binning x binning`` (an integer dividing both), as Cheetah's ``Screen``.
     **misalignment
         ``tilt`` [rad], ``x_offset``, ``y_offset`` [m] of the screen
         (:class:`~beamtrack.tracking.frames.Misalignment`; 0 by default); the image is
@@ -269,11 +294,21 @@ def screen_image(
     Returns
     -------
     array
-        Shape ``(*batch, ny, nx)``; row ``j`` is the j-th pixel row from the bottom.
+        Shape ``(*batch, ny, nx)`` (divided by ``binning``); row ``j`` is the j-th pixel
+        row from the bottom.
         Each alive particle contributes its weight 1 times the part of its cloud that
         falls on the grid, so the image sums to the number of alive particles inside
         the grid when they are away from its edges (exactly, for histogram and cic).
     """
+    binning = check_binning(binning, check_screen_grid(resolution, pixel_size)[0])
+    image = _sensor_image(particles, resolution, pixel_size, deposit, bandwidth, misalignment)
+    return binned(image, binning)
+
+
+def _sensor_image(particles: Particles, resolution: tuple[int, int],
+                  pixel_size: tuple[float, float], deposit: str, bandwidth: Any,
+                  misalignment: Any) -> Any:
+    """:func:`screen_image` on the sensor's own pixels (before binning)."""
     (nx, ny), (dx, dy) = check_screen_grid(resolution, pixel_size)
     if not isinstance(deposit, str) or deposit not in SCREEN_DEPOSITS:
         raise ParameterError(

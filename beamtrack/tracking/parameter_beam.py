@@ -87,6 +87,26 @@ class ParameterBeam:
                              s=self.s + length)
 
     @property
+    def xp(self) -> Any:
+        """The array namespace of the moments (as ``Particles.xp``)."""
+        return array_api_compat.array_namespace(self.mean)
+
+    @property
+    def dtype(self) -> Any:
+        """Floating dtype of the moments."""
+        return self.mean.dtype
+
+    @property
+    def device(self) -> Any:
+        """Device of the moments."""
+        return array_api_compat.device(self.mean)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Batch dimensions ``(*batch)`` of the moments."""
+        return tuple(self.mean.shape[:-1])
+
+    @property
     def sigma(self) -> Any:
         """RMS sizes of the six coordinates, ``(*batch, 6)``."""
         xp = array_api_compat.array_namespace(self.covariance)

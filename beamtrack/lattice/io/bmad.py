@@ -1149,7 +1149,7 @@ WRITE_CLASSES: dict[str, str] = {
 #: Parameters of beamtrack records that a Bmad file cannot hold; written only when
 #: they have their default value (else a warning says they are dropped).
 _NOT_WRITTEN = {"Monitor": ("resolution", "seed"),
-                "Screen": ("resolution", "pixel_size", "deposit", "bandwidth"),
+                "Screen": ("resolution", "pixel_size", "deposit", "bandwidth", "binning"),
                 "Aperture": ("smooth",)}
 
 

@@ -134,11 +134,15 @@ def _convert_cheetah_element(element: Any, species_charge: float,
         binning = int(element.binning)
         deposit = {"histogram": "histogram", "kde": "kde", "cloud-in-cell": "cic"}[
             element.method]
-        pixel = [float(v) * binning for v in element.pixel_size]
-        resolution = (int(element.resolution[0]) // binning,
-                      int(element.resolution[1]) // binning)
-        params: dict[str, Any] = {"resolution": resolution, "pixel_size": tuple(pixel),
-                                  "deposit": deposit, **_offsets(element)}
+        sensor = (int(element.resolution[0]), int(element.resolution[1]))
+        if sensor[0] % binning == 0 and sensor[1] % binning == 0:
+            params: dict[str, Any] = {
+                "resolution": sensor, "binning": binning,
+                "pixel_size": tuple(float(v) for v in element.pixel_size)}
+        else:  # the binned pixels as the screen's own
+            params = {"resolution": (sensor[0] // binning, sensor[1] // binning),
+                      "pixel_size": tuple(float(v) * binning for v in element.pixel_size)}
+        params.update(deposit=deposit, **_offsets(element))
         if deposit == "kde":
             params["bandwidth"] = float(element.kde_bandwidth)
         return ELEMENT_KINDS["Screen"](name, **params), None
@@ -371,7 +375,7 @@ def _to_cheetah_element(cheetah: Any, element: Element, method: str, charge: flo
                               pixel_size=_tensor(np.asarray(p["pixel_size"], dtype=float),
                                                  dtype),
                               misalignment=_misalignment(element, dtype), method=deposit,
-                              **extra, **common)
+                              binning=int(p["binning"]), **extra, **common)
     if kind == "Marker":
         return cheetah.Marker(**common)
     if kind == "Aperture":
