@@ -51,6 +51,7 @@ import array_api_compat
 from beamtrack.backends import backend_of
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.kinematics import beta as velocity
+from beamtrack.tracking.parameters import as_parameter
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.species import ELEMENTARY_CHARGE, VACUUM_PERMITTIVITY
 
@@ -202,10 +203,11 @@ def space_charge_field(
         that compiled code keeps its shapes).
     grid_extent
         Fixed half-widths of the grid ``(ax, ay, az)`` [m] in the laboratory frame
-        (``az`` in ``z``), a number or three numbers or arrays of shape ``(*batch)``;
-        ``None`` (default): the grid follows the beam, ``grid_sigmas`` RMS sizes on
-        each side of the centroid. The grid is centred on the charge centroid either
-        way; particles outside it neither deposit charge nor feel a field.
+        (``az`` in ``z``): a number or three entries, each a number, an array of shape
+        ``(*batch)`` or ``None``; ``None`` (default): that plane follows the beam,
+        ``grid_sigmas`` RMS sizes on each side of the centroid. The grid is centred on
+        the charge centroid either way; particles outside it neither deposit charge
+        nor feel a field.
     grid_sigmas
         Half-widths of the following grid in RMS sizes (a number or three).
 
@@ -238,19 +240,19 @@ def space_charge_field(
     total = xp.sum(w, axis=-1)
     safe_total = xp.where(total > 0, total, xp.ones_like(total))
     centre = [_batch_mean(xp, u, w, safe_total) for u in pos]
-    if grid_extent is None:
-        sigmas = _triple(grid_sigmas, "grid_sigmas", where)
-        half = []
-        for u, c, k in zip(pos, centre, sigmas):
+    sigmas = _triple(grid_sigmas, "grid_sigmas", where)
+    extents = _triple(grid_extent, "grid_extent", where)
+    half = []
+    for i, (u, c, k, a) in enumerate(zip(pos, centre, sigmas, extents)):
+        if a is None:  # follow the beam
             var = _batch_mean(xp, (u - c[..., None]) ** 2, w, safe_total)
             std = xp.sqrt(xp.where(var > 0, var, xp.ones_like(var)))
             half.append(xp.where(var > 0, k * std, xp.ones_like(var) * 1e-12))
-    else:
-        half = []
-        for i, a in enumerate(_triple(grid_extent, "grid_extent", where)):
-            a = xp.asarray(a, dtype=dtype, device=device) if not hasattr(a, "shape") else a
-            a = xp.broadcast_to(a, batch) if tuple(a.shape) != batch else a
-            half.append(a * gamma0 if i == 2 else a)
+            continue
+        if not hasattr(a, "shape"):
+            a = xp.asarray(float(a), dtype=dtype, device=device)
+        a = xp.broadcast_to(a, batch) if tuple(a.shape) != batch else a
+        half.append(a * gamma0 if i == 2 else a)
     h = [2.0 * a / (m - 1) for a, m in zip(half, shape)]
     lower = [c - a for c, a in zip(centre, half)]
 
@@ -311,8 +313,11 @@ def track_space_charge(
     *,
     length: Any,
     grid_shape: Sequence[int] = (32, 32, 32),
-    grid_extent: Any = None,
+    grid_extent_x: Any = None,
+    grid_extent_y: Any = None,
+    grid_extent_z: Any = None,
     grid_sigmas: Any = DEFAULT_GRID_SIGMAS,
+    method: str = "bmad",
 ) -> Particles:
     """Apply the space-charge kick of an effective length ``length``.
 
@@ -320,7 +325,8 @@ def track_space_charge(
     ``E'`` of :func:`space_charge_field`, ``Delta px = q E'_x L / (beta0 gamma0 p0c)``,
     ``Delta py = q E'_y L / (beta0 gamma0 p0c)``, ``Delta pz = q E'_z L / (beta0 p0c)``
     (``q`` the charge number, ``L = length`` [m], ``p0c`` [eV]); ``z`` is scaled by the
-    ratio of new to old velocity. Lost particles keep their coordinates.
+    ratio of new to old velocity (the kick acts at fixed time). Lost particles keep
+    their coordinates. The same kick under every tracking method.
 
     Parameters
     ----------
@@ -329,22 +335,36 @@ def track_space_charge(
     length
         Effective length [m] of the kick (the path length it stands for): a number or
         an array of shape ``(*batch)``.
-    grid_shape, grid_extent, grid_sigmas
-        As in :func:`space_charge_field`.
+    grid_shape
+        Grid nodes per axis, as in :func:`space_charge_field`.
+    grid_extent_x, grid_extent_y, grid_extent_z
+        Fixed half-widths of the grid [m] per plane (``z`` in the laboratory frame);
+        ``None``: that plane follows the beam (``grid_sigmas`` RMS sizes).
+    grid_sigmas
+        Half-width of the following planes in RMS sizes.
+    method
+        Tracking method of the line (accepted for every method; it does not change
+        the kick).
 
     Returns
     -------
     Particles
         The kicked particles.
     """
+    where = "space_charge"
+    c = particles.coords
+    length = as_parameter(length, c, "length", element=where)
+    extent = tuple(None if v is None else as_parameter(v, c, k, element=where)
+                   for k, v in (("grid_extent_x", grid_extent_x),
+                                ("grid_extent_y", grid_extent_y),
+                                ("grid_extent_z", grid_extent_z)))
+    sigmas = as_parameter(grid_sigmas, c, "grid_sigmas", element=where)
     xp = particles.xp
-    field = space_charge_field(particles, grid_shape, grid_extent, grid_sigmas)
+    field = space_charge_field(particles, grid_shape, extent, sigmas)
     q = particles.charge
     p0c, mc2 = particles.p0c, particles.mc2
     energy0 = xp.sqrt(p0c * p0c + mc2 * mc2)
     beta0 = p0c / energy0
-    if not hasattr(length, "shape"):
-        length = xp.asarray(float(length), dtype=particles.dtype, device=particles.device)
     factor = (q * length / (beta0 * p0c))[..., None]  # (*batch, 1)
     gamma0 = (energy0 / mc2)[..., None]
     x, px, y, py, z, pz = particles.unpack()
