@@ -351,7 +351,7 @@ def test_gradients_of_final_size_agree_with_central_differences(ad):
     expected = central_difference_gradient(final_size_function("numpy"), point, step=1e-5)
     fn = final_size_function(ad.name)
     args = {k: ad.asarray(v) for k, v in point.items()}
-    _, grads = ad.value_and_grad(fn)(args)
+    _, grads = compiled(ad, ad.value_and_grad(fn))(args)
     for key, value in expected.items():
         got = float(ad.to_numpy(grads[key]))
         assert got == pytest.approx(value, rel=1e-4), (key, got, value)

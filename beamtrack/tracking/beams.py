@@ -85,7 +85,8 @@ def reference_fields(p0c: Any, mc2: Any, reference: Reference | None,
 
 def bunch_fields(particles: Particles, total_charge: Any, charge: float | None,
                  reference: Reference | None, where: str) -> Particles:
-    """``particles`` with the species ``charge`` and, for a ``total_charge`` [C], equal
+    """``particles`` with the species ``charge`` and, for a ``total_charge`` [C] (its
+    magnitude counts: 1e-9 and -1e-9 are the same electron bunch), equal
     macro-particle weights ``|total_charge| / (n e |charge|)``.
 
     ``charge`` defaults to the charge number of ``reference``'s species. A
@@ -95,7 +96,7 @@ def bunch_fields(particles: Particles, total_charge: Any, charge: float | None,
     Raises
     ------
     ParameterError
-        A ``total_charge`` without a charge number, or of the wrong sign or library.
+        A ``total_charge`` without a charge number, or of another library.
     """
     if charge is None and reference is not None:
         charge = reference.charge
@@ -105,10 +106,6 @@ def bunch_fields(particles: Particles, total_charge: Any, charge: float | None,
         raise ParameterError(f"{where}: total_charge needs the species' charge number: give "
                              "parameter 'charge' (e.g. -1 for electrons) or reference=")
     like = particles.coords
-    if isinstance(total_charge, numbers.Real) and not isinstance(total_charge, bool):
-        if total_charge * charge < 0:
-            raise ParameterError(f"{where}: parameter 'total_charge' ({total_charge!r} C) "
-                                 f"has the opposite sign of charge={charge!r}")
     total = as_parameter(total_charge, like, "total_charge", element=where)
     xp = particles.xp
     per_particle = xp.abs(total) / (particles.n * ELEMENTARY_CHARGE * abs(charge))

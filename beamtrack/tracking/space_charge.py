@@ -273,16 +273,20 @@ def space_charge_field(
     offset = xp.reshape(xp.arange(nbatch, dtype=xp.int64, device=device) * cells,
                         batch + (1,))
     base = (index[0] * ny + index[1]) * nz + index[2] + offset
-    corner_index, corner_weight = [], []
-    for a in (0, 1):
-        wa = frac[0] if a else 1.0 - frac[0]
-        for b in (0, 1):
-            wb = wa * (frac[1] if b else 1.0 - frac[1])
-            for c in (0, 1):
-                corner_weight.append(wb * (frac[2] if c else 1.0 - frac[2]))
-                corner_index.append(base + ((a * ny + b) * nz + c))
-    flat_index = xp.reshape(xp.stack(corner_index, axis=0), (-1,))
-    weights = xp.stack(corner_weight, axis=0)  # (8, *batch, n)
+    # The eight corners by broadcasting: weights (2, 2, 2, *batch, n) -> (8, *batch, n).
+    ones = (1,) * (len(batch) + 1)
+
+    def pair(f: Any, axis: int) -> Any:
+        lead = [1, 1, 1]
+        lead[axis] = 2
+        return xp.reshape(xp.stack([1.0 - f, f], axis=0), tuple(lead) + f.shape)
+
+    weights = xp.reshape(pair(frac[0], 0) * pair(frac[1], 1) * pair(frac[2], 2),
+                         (8,) + batch + (n,))
+    corners = [(a * ny + b) * nz + c for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+    corner_offset = xp.reshape(xp.asarray(corners, dtype=xp.int64, device=device),
+                               (8,) + ones)
+    flat_index = xp.reshape(base[None, ...] + corner_offset, (-1,))
     backend = backend_of(coords)
     zeros = xp.zeros((nbatch * cells,), dtype=dtype, device=device)
     node_weight = backend.scatter_add(zeros, flat_index, xp.reshape(weights * w, (-1,)))
