@@ -357,3 +357,61 @@ def test_gradients_of_final_size_agree_with_central_differences(ad):
         assert got == pytest.approx(value, rel=1e-4), (key, got, value)
     # space charge matters here: the charge gradient is not negligible
     assert abs(expected["charge"]) > 1e-3 * abs(expected["factor"])
+
+
+# -- charge and weight on the beam -------------------------------------------------------
+
+
+def test_charge_and_weight_travel_with_the_particles(tmp_path):
+    p = bt.gaussian_particles(50, sigma=[1e-3, 1e-4, 1e-3, 1e-4, 1e-3, 1e-4], p0c=5e6,
+                              mc2=MC2, total_charge=1e-10, charge=-1.0)
+    weight = np.asarray(p.weight)
+    assert float(bunch_charge(p)) == pytest.approx(-1e-10, rel=1e-12)
+    line = bt.Beamline([bt.Quadrupole("q", length=0.2, k1=2.0), bt.Drift("d", length=1.0),
+                        bt.Aperture("a", x_limit=1.0)])
+    for method in ("bmad", "linear", "second_order"):
+        out = line.track(p, method)
+        assert out.charge == -1.0
+        np.testing.assert_array_equal(np.asarray(out.weight), weight)
+    moved = p.to_backend("array_api_strict") if "array_api_strict" in bt.backends.available() \
+        else p
+    assert moved.charge == -1.0
+    np.testing.assert_array_equal(bt.backends.backend_of(moved.weight).to_numpy(moved.weight),
+                                  weight)
+    # no charge given: unknown, weight 1 (the default record is unchanged)
+    plain = bt.gaussian_particles(5, sigma=[1e-3] * 6, p0c=5e6, mc2=MC2)
+    assert plain.charge is None and plain.explicit_weight is None
+    np.testing.assert_array_equal(plain.weight, np.ones(5))
+    with pytest.raises(bt.ParameterError, match="charge"):
+        bt.gaussian_particles(5, sigma=[1e-3] * 6, p0c=5e6, mc2=MC2, total_charge=1e-9)
+    # openPMD: weight is the charge per macro-particle, chargeState the species' charge
+    from beamtrack.lattice.io.openpmd import load_particles, save_particles
+
+    pytest.importorskip("h5py")
+    save_particles(p.replace(charge=1.0), tmp_path / "beam.h5")  # positrons
+    again = load_particles(tmp_path / "beam.h5")
+    assert again.charge == 1.0
+    np.testing.assert_allclose(again.weight, weight, rtol=1e-14)
+
+
+def test_charge_and_weight_under_jax_and_through_converters():
+    jax = pytest.importorskip("jax")
+    p = bt.gaussian_particles(20, sigma=[1e-3] * 6, p0c=5e6, mc2=MC2, total_charge=2e-11,
+                              charge=-1.0)
+    leaves, tree = jax.tree_util.tree_flatten(p.to_backend("jax"))
+    back = jax.tree_util.tree_unflatten(tree, leaves)
+    assert back.charge == -1.0 and back.explicit_weight is not None
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("cheetah")
+    t = p.to_backend("torch")
+    beam = t.to_cheetah()
+    assert float(beam.total_charge) == pytest.approx(2e-11, rel=1e-12)
+    again = bt.Particles.from_cheetah(beam)
+    assert again.charge == -1.0
+    torch.testing.assert_close(again.weight, t.weight, rtol=1e-14, atol=0)
+    xtrack = pytest.importorskip("xtrack")
+    x = p.to_xsuite()
+    assert isinstance(x, xtrack.Particles) and float(x.q0) == -1.0
+    back = bt.Particles.from_xsuite(x)
+    assert back.charge == -1.0
+    np.testing.assert_allclose(back.weight, p.weight, rtol=1e-14)
