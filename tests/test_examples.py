@@ -45,3 +45,12 @@ def test_tune_quadrupoles_optax_reaches_a_round_beam():
     assert result["loss_end"] < 0.01 * result["loss_start"]
     assert result["sigma_x"] == pytest.approx(5e-4, rel=0.05)  # m, 5 % of the 0.5 mm target
     assert result["sigma_y"] == pytest.approx(5e-4, rel=0.05)
+
+
+def test_photoinjector_space_charge_blows_up_and_tunes():
+    pytest.importorskip("torch")
+    result = load("photoinjector_space_charge").main(
+        particles=1000, steps=3, every=0.5, grid=(12, 12, 12), kicks=(2, 4))
+    assert result["final_on"] > 1.5 * result["final_off"]  # 100 pC at 5 MeV
+    assert result["tuned_on"] < result["final_on"]  # three Adam steps on ks already help
+    assert result["errors"][1] < result["errors"][0]  # more kicks, smaller error
