@@ -13,9 +13,11 @@ position ``z' = gamma0 z``) and
 3. differentiates the potential on the grid (central differences, one-sided at the
    edges) and gathers the field back to the particles with the same trilinear weights.
 
-The IGF replaces ``1/r`` by its average over a grid cell,
-``G(d) = (1/V) integral over the cell at d of 1/|r| d^3r``, evaluated from the
-antiderivative
+The IGF replaces ``1/r`` by its integral over a grid cell,
+``G(d) = integral over the cell centred at d of 1/|r| d^3r`` [m^2], so that the
+potential of the node charges ``Q_j`` is
+``phi_i = sum_j Q_j G(r_i - r_j) / (4 pi eps0 V)`` (``V`` the cell volume); ``G`` is
+evaluated from the antiderivative
 
 ``F(x, y, z) = -z^2/2 atan(xy/(zr)) - y^2/2 atan(xz/(yr)) - x^2/2 atan(yz/(xr))
 + yz ln(x+r) + xz ln(y+r) + xy ln(z+r)``, ``r = |(x, y, z)|``,
