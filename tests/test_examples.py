@@ -50,7 +50,7 @@ def test_tune_quadrupoles_optax_reaches_a_round_beam():
 def test_photoinjector_space_charge_blows_up_and_tunes():
     pytest.importorskip("torch")
     result = load("photoinjector_space_charge").main(
-        particles=1000, steps=3, every=0.5, grid=(12, 12, 12), kicks=(2, 4))
+        particles=500, steps=2, every=1.0, grid=(12, 12, 12), kicks=(2, 4))
     assert result["final_on"] > 1.5 * result["final_off"]  # 100 pC at 5 MeV
-    assert result["tuned_on"] < result["final_on"]  # three Adam steps on ks already help
+    assert result["tuned_on"] < result["final_on"]  # two Adam steps on ks already help
     assert result["errors"][1] < result["errors"][0]  # more kicks, smaller error
