@@ -40,6 +40,7 @@ from beamtrack.lattice import (
     Screen,
     Sextupole,
     Solenoid,
+    SpaceCharge,
     ThickMultipole,
     TwissTable,
     UnknownParameterError,
@@ -132,6 +133,7 @@ __all__ = [
     "Screen",
     "Sextupole",
     "Solenoid",
+    "SpaceCharge",
     "ThickMultipole",
     "VKicker",
     # Beamlines, observation and recording along them

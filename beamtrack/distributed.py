@@ -34,7 +34,8 @@ def _reduce_beamline(line: Beamline) -> tuple[Any, ...]:
 
 
 def _reduce_particles(p: Particles) -> tuple[Any, ...]:
-    return Particles.from_fields, (p.coords, p.s, p.p0c, p.mc2, p.alive)
+    return Particles.from_fields, (p.coords, p.s, p.p0c, p.mc2, p.alive, p.charge,
+                                   p.explicit_weight)
 
 
 copyreg.pickle(Beamline, _reduce_beamline)

@@ -23,6 +23,10 @@ Rows (``--only`` takes comma-separated ids, globs or prefixes, e.g. ``eager``,
   20-element FODO; ``benchmarks/memory.py`` says what is measured); torch against Cheetah.
 * ``compile-{torch,jax}-{100,1000,3800}-{fwd,fwdbwd}``: cold compile + first call
   against the target 20 s.
+* ``space-charge-{fwd,fwdbwd,memory}-{N}-{backend}``: one 3D space-charge kick (32^3
+  grid, 1e5 particles, 1e4 with ``--quick``) on torch eager against Cheetah's
+  ``SpaceChargeKick``, numpy and jax (``jax.jit``); memory saved for backward per
+  particle (``benchmarks/space_charge.py``).
 
 Medians over ``--repeats`` rounds, beamtrack's and the peers' calls interleaved in one
 process. ``--quick``: 1e4 particles, 3 repeats, no torch.compile or compile rows
@@ -38,7 +42,7 @@ from typing import Any
 
 import beamtrack as bt
 
-from . import memory, report, workloads
+from . import memory, report, space_charge, workloads
 from .workloads import Selection, Settings
 
 FULL_PARTICLES = (10_000, 100_000, 1_000_000)
@@ -135,6 +139,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]],
     else:
         notes.append("grad rows skipped on CUDA (gradients_and_batching.gradient_cost "
                      "places torch tensors on the CPU)")
+    extend("space charge", space_charge.space_charge_rows(
+        settings, 10_000 if args.quick else 100_000))
     memory_asked = not selection.patterns or any(
         "memory" in p or "*" in p for p in selection.patterns)
     if not args.skip_memory and memory_asked:

@@ -101,3 +101,12 @@ def test_surrogate_element_tunes_through_the_network():
         torch.set_num_threads(threads)
     # Gradients reach the knobs through the network: the tuning loss falls.
     assert result["loss_end"] < result["loss_start"]
+
+
+def test_photoinjector_space_charge_blows_up_and_tunes():
+    pytest.importorskip("torch")
+    result = load("photoinjector_space_charge").main(
+        particles=500, steps=2, every=1.0, grid=(12, 12, 12), kicks=(2, 4))
+    assert result["final_on"] > 1.5 * result["final_off"]  # 100 pC at 5 MeV
+    assert result["tuned_on"] < result["final_on"]  # two Adam steps on ks already help
+    assert result["errors"][1] < result["errors"][0]  # more kicks, smaller error

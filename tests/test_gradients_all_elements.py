@@ -52,8 +52,11 @@ CASES = [(kind, "generic", p) for kind, p in GENERIC.items()] + [
 #: Kinds with no differentiable tracking parameter to test here: markers and
 #: diagnostics (nothing to differentiate), Aperture (a hard cut; its smooth survival
 #: factor has its own gradient tests in test_aperture.py), LinearMap (the map is the
-#: parameter: test_lattice.py) and Custom (a user function: test_custom_element.py).
-WITHOUT_TABLE_ENTRY = {"Marker", "Monitor", "Screen", "Aperture", "LinearMap", "Custom"}
+#: parameter: test_lattice.py), Custom (a user function: test_custom_element.py) and
+#: SpaceCharge (a collective kick of a charged bunch: its gradients with respect to the
+#: bunch charge, size and an upstream magnet are in test_space_charge.py).
+WITHOUT_TABLE_ENTRY = {"Marker", "Monitor", "Screen", "Aperture", "LinearMap", "Custom",
+                       "SpaceCharge"}
 
 
 def test_the_table_covers_every_element_kind():

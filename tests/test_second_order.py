@@ -53,7 +53,8 @@ CASES = {
 }
 #: Kinds without a body to expand (they pass particles unchanged or only cut them, under
 #: every method) or whose map is given, not derived.
-NO_MODEL = {"Marker", "Monitor", "Screen", "Aperture", "LinearMap", "Custom"}
+NO_MODEL = {"Marker", "Monitor", "Screen", "Aperture", "LinearMap", "Custom",
+            "SpaceCharge"}  # a collective kick: no single-particle map (test_space_charge)
 #: Kinds whose "bmad" model is itself affine in the coordinates (so both maps are
 #: exact: their error against "bmad" is round-off, not of order 2 or 3).
 AFFINE_MODEL = {"DipoleEdge"}

@@ -23,6 +23,7 @@ segment is differentiable once (no Hessians through it: pass ``checkpoint=False`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -73,10 +74,14 @@ SAVED_BYTES = {"bmad": 500.0, "second_order": 500.0, "linear": 26.0}
 def torch_records_graph(particles: Any, tensors: Sequence[Any]) -> bool:
     """Whether torch autograd will record tracking ``particles`` with ``tensors``
     (grad mode on, something requires grad, and no ``torch.func`` transform active,
-    under which the plain graph is kept)."""
+    under which the plain graph is kept). Particles whose weights require grad (a
+    differentiable bunch charge) keep the plain graph too: segments would not pass
+    the weights' gradient on."""
     import torch
 
     if not torch.is_grad_enabled() or torch._C._are_functorch_transforms_active():
+        return False
+    if getattr(particles.explicit_weight, "requires_grad", False):
         return False
     fields = (particles.coords, particles.s, particles.p0c, particles.mc2)
     return any(t.requires_grad for t in (*fields, *tensors))
@@ -127,11 +132,14 @@ def track_segments(particles: Any, segments: Sequence[Callable[..., Any]],
     Particles
         As plain tracking; the backward pass recomputes one segment at a time.
     """
-    record = type(particles)
+    # The record's own class (backends/ does not import tracking/); the species charge
+    # and the macro-particle weights are the same before and after every element.
+    record = functools.partial(type(particles).from_fields, charge=particles.charge,
+                               weight=particles.explicit_weight)
     for run, params in zip(segments, tensors):
         fields = _Segment.apply(record, run, len(params), particles.coords, particles.s,
                                 particles.p0c, particles.mc2, particles.alive, *params)
-        particles = record.from_fields(*fields)
+        particles = record(*fields)
     return particles
 
 
@@ -163,12 +171,12 @@ def _segment_function() -> type:
         in the backward pass."""
 
         @staticmethod
-        def forward(ctx: Any, record: type, run: Callable[..., Any], n_params: int,
+        def forward(ctx: Any, record: Callable[..., Any], run: Callable[..., Any], n_params: int,
                     coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any,
                     *params: Any) -> tuple[Any, ...]:
             ctx.record, ctx.run = record, run
             ctx.save_for_backward(coords, s, p0c, mc2, alive, *params)
-            out = run(record.from_fields(coords, s, p0c, mc2, alive), *params)
+            out = run(record(coords, s, p0c, mc2, alive), *params)
             ctx.mark_non_differentiable(out.alive)
             return out.coords, out.s, out.p0c, out.mc2, out.alive
 
@@ -180,7 +188,7 @@ def _segment_function() -> type:
             inputs = [t.detach().requires_grad_(need and t.is_floating_point())
                       for t, need in zip(saved, needs)]
             with torch.enable_grad():
-                out = ctx.run(ctx.record.from_fields(*inputs[:5]), *inputs[5:])
+                out = ctx.run(ctx.record(*inputs[:5]), *inputs[5:])
             pairs = [(o, g) for o, g in zip((out.coords, out.s, out.p0c, out.mc2), grads)
                      if g is not None and o.requires_grad]
             wanted_inputs = [t for t in inputs if t.requires_grad]

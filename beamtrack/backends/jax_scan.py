@@ -340,4 +340,7 @@ def _broadcast_particles(particles: Any, batch: tuple[int, ...]) -> Any:
         fix(particles.p0c, batch),
         fix(particles.mc2, batch),
         fix(particles.alive, batch + (n,)),
+        charge=particles.charge,
+        weight=None if particles.explicit_weight is None
+        else fix(particles.explicit_weight, batch + (n,)),
     )

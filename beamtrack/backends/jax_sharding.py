@@ -115,10 +115,14 @@ def shard_particles(
             host.shape, sharding, lambda index: host[index])
 
     whole = replicated(mesh)
+    weight = particles.explicit_weight
     return type(particles).from_fields(  # the record's own class: backends/ sits below it
         place(particles.coords, particle_sharding(mesh, particles.coords.ndim, axis)),
         place(particles.s, whole),
         place(particles.p0c, whole),
         place(particles.mc2, whole),
         place(particles.alive, particle_sharding(mesh, particles.alive.ndim, axis)),
+        charge=particles.charge,
+        weight=None if weight is None else place(
+            weight, particle_sharding(mesh, weight.ndim, axis) if weight.ndim else whole),
     )

@@ -60,8 +60,8 @@ def compile_beamline(line: Any, method: str | None = None, checkpoint: bool | No
     if checkpoint is not None and not isinstance(checkpoint, bool):
         raise TypeError(f"checkpoint must be True, False or None, got {checkpoint!r}")
 
-    def compiled_for(element: Any, element_method: str,
-                     record: type) -> tuple[Callable[..., Any], list[Any]]:
+    def compiled_for(element: Any, element_method: str, record: type,
+                     charge: Any) -> tuple[Callable[..., Any], list[Any]]:
         # ``record`` is the particles' class (backends/ does not import tracking/).
         # Tensors are passed at each call; multipole strength tuples are fixed (keyed).
         arrays = element.arrays()
@@ -74,12 +74,14 @@ def compile_beamline(line: Any, method: str | None = None, checkpoint: bool | No
         keys = tuple(k for k in arrays
                      if not isinstance(arrays[k], tuple) and k not in aligned)
         key = (element.signature(element_method), fixed, aligned, tuple(sorted(options)),
-               record)
+               record, charge)
         if key not in cache:
             template = element
 
-            def step(coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any, *values: Any) -> Any:
-                particles = record.from_fields(coords, s, p0c, mc2, alive)
+            def step(coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any, weight: Any,
+                     *values: Any) -> Any:
+                particles = record.from_fields(coords, s, p0c, mc2, alive, charge=charge,
+                                               weight=weight)
                 rebuilt = template.rebuild(dict(zip(keys, values)))
                 out = rebuilt.track(particles, element_method)
                 return out.coords, out.s, out.p0c, out.mc2, out.alive
@@ -102,7 +104,8 @@ def compile_beamline(line: Any, method: str | None = None, checkpoint: bool | No
 
     def run(particles: Any) -> Any:
         if not steps:
-            steps.extend(compiled_for(element, element_method, type(particles))
+            steps.extend(compiled_for(element, element_method, type(particles),
+                                      particles.charge)
                          for element, element_method in plan if element.has_body)
         if (torch.is_grad_enabled() and not particles.coords.requires_grad
                 and any(v.requires_grad for _, values in steps for v in values)):
@@ -132,9 +135,10 @@ def _run_steps(particles: Any, steps: Sequence[tuple[Callable[..., Any], list[An
     for fn, values in steps:
         if table:
             values = [table.get(id(v), v) for v in values]
+        weight = particles.explicit_weight
         out = fn(particles.coords, particles.s, particles.p0c, particles.mc2,
-                 particles.alive, *values)
-        particles = type(particles).from_fields(*out)
+                 particles.alive, weight, *values)
+        particles = type(particles).from_fields(*out, charge=particles.charge, weight=weight)
     return particles
 
 

@@ -25,6 +25,7 @@ from beamtrack.lattice.elements import (
     Screen,
     Sextupole,
     Solenoid,
+    SpaceCharge,
     ThickMultipole,
     VKicker,
     element_kind,
@@ -80,6 +81,7 @@ __all__ = [
     "Screen",
     "Sextupole",
     "Solenoid",
+    "SpaceCharge",
     "ThickMultipole",
     "VKicker",
     # Declaring element kinds: parameters, shared blocks, the class decorator

@@ -401,6 +401,27 @@ class Beamline:
 
         return merged(self, p0c=p0c, mc2=mc2, backend=backend, method=method)
 
+    def with_space_charge(self, every: float, *, prefix: str = "sc_",
+                          **kick: Any) -> Beamline:
+        """This line with :class:`~beamtrack.lattice.elements.SpaceCharge` kicks
+        interleaved: each element cut into slices of at most ``every`` [m] with a kick
+        in the middle of each (split-step, second order); see
+        :func:`~beamtrack.lattice.space_charge_lines.with_space_charge`.
+
+        Parameters
+        ----------
+        every
+            Longest slice between two kicks [m].
+        prefix
+            Kicks are named ``prefix + element name``.
+        **kick
+            Parameters of the kicks (``grid_shape``, ``grid_extent_x``, ...,
+            ``grid_sigmas``).
+        """
+        from beamtrack.lattice.space_charge_lines import with_space_charge
+
+        return with_space_charge(self, every, prefix=prefix, **kick)
+
     def _traced_by_jax(self, particles: Particles) -> bool:
         backend = backend_of(particles.coords)
         if backend.name != "jax" or len(self) < 2:

@@ -84,4 +84,5 @@ class Custom(Element):
                 f"to {out.coords.shape[-1]}; mark lost particles in 'alive' instead",
                 element=self._label)
         return Particles.from_fields(out.coords, particles.s + self.length, out.p0c, out.mc2,
-                                     out.alive)
+                                     out.alive, charge=particles.charge,
+                                     weight=particles.explicit_weight)

@@ -76,6 +76,7 @@ from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.quadrupole import track_quadrupole
 from beamtrack.tracking.solenoid import track_solenoid
+from beamtrack.tracking.space_charge import DEFAULT_GRID_SIGMAS, track_space_charge
 from beamtrack.tracking.stepping import METHODS
 
 #: Element kinds by name (the class name, as in lattice files), filled by
@@ -923,3 +924,47 @@ class DipoleEdge(Element):
     hgap: Any = param(0.0, "m", "Half gap.")
 
     tracker = staticmethod(track_dipole_edge)
+
+
+_GRID_EXTENT = "Fixed half-width of the space-charge grid in {plane} [m]{frame}; None: " \
+    "the grid follows the beam in this plane (grid_sigmas RMS sizes)."
+
+
+@element_kind
+class SpaceCharge(Element):
+    """Space-charge kick (a collective effect), zero physical length.
+
+    Kicks the particles with the field of the whole bunch over an effective length
+    ``length``: a 3D particle-in-cell solver in the beam rest frame (cloud-in-cell
+    deposit, FFT Poisson solve with the integrated Green's function); see
+    :func:`~beamtrack.tracking.space_charge.track_space_charge`. The particles need
+    their species ``charge`` (and ``weight`` for the bunch charge). ``s`` does not
+    advance and :attr:`path_length` is zero: interleave kicks with the line's elements
+    by :meth:`Beamline.with_space_charge
+    <beamtrack.lattice.beamline.Beamline.with_space_charge>`. The kick is the same under
+    every tracking method.
+    """
+
+    length: Any = param(0.0, "m", "Effective length of the kick: the path length of beam "
+                                  "it stands for.", nonnegative=True)
+    grid_shape: tuple[int, int, int] = param((32, 32, 32), "", "(nx, ny, nz): grid nodes "
+                                             "along x, y and z.", size=3, entry=int)
+    grid_extent_x: Any = param(None, "m", _GRID_EXTENT.format(plane="x", frame=""),
+                               role="optional")
+    grid_extent_y: Any = param(None, "m", _GRID_EXTENT.format(plane="y", frame=""),
+                               role="optional")
+    grid_extent_z: Any = param(None, "m", _GRID_EXTENT.format(
+        plane="z", frame=", laboratory frame"), role="optional")
+    grid_sigmas: Any = param(DEFAULT_GRID_SIGMAS, "", "Half-width of a grid that follows "
+                                                      "the beam, in RMS sizes.",
+                             nonnegative=True)
+
+    tracker = staticmethod(track_space_charge)
+    #: A collective kick: no map to fuse, nothing for optics to read off.
+    mergeable = False
+    affine_when_linear = False
+
+    @property
+    def path_length(self) -> Any:
+        """Zero: a kick (its ``length`` is the effective length it stands for)."""
+        return 0.0

@@ -43,6 +43,11 @@ from beamtrack.tracking.multipole import (
 from beamtrack.tracking.particles import COORDINATES, Particles
 from beamtrack.tracking.quadrupole import quadrupole_matrix, track_quadrupole
 from beamtrack.tracking.solenoid import solenoid_map, track_solenoid
+from beamtrack.tracking.space_charge import (
+    bunch_charge,
+    space_charge_field,
+    track_space_charge,
+)
 from beamtrack.tracking.species import (
     SPECIES,
     Species,
@@ -100,8 +105,12 @@ __all__ = [
     "track_sbend",
     "track_sextupole",
     "track_solenoid",
+    "track_space_charge",
     "track_thick_multipole",
     "track_vkicker",
+    # Space charge
+    "bunch_charge",
+    "space_charge_field",
     # Observation and apertures
     "aperture_weight",
     "monitor_reading",

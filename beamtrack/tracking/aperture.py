@@ -240,7 +240,8 @@ def track_aperture(
     coords = c
     if tuple(alive.shape[:-1]) != tuple(c.shape[:-2]):
         coords = xp.broadcast_to(c, tuple(alive.shape[:-1]) + tuple(c.shape[-2:]))
-    return Particles.from_fields(coords, particles.s, particles.p0c, particles.mc2, alive)
+    return Particles.from_fields(coords, particles.s, particles.p0c, particles.mc2, alive,
+                                 charge=particles.charge, weight=particles.explicit_weight)
 
 
 def track_collimator(particles: Particles, *, length: Any, method: str = "bmad",

@@ -22,8 +22,10 @@ import numpy as np
 from beamtrack.backends import get
 from beamtrack.backends.defaults import resolve
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.parameters import as_parameter
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.reference import Reference
+from beamtrack.tracking.species import ELEMENTARY_CHARGE
 
 #: Distributions :func:`from_twiss` can draw.
 DISTRIBUTIONS = ("gaussian", "uniform", "waterbag", "kv")
@@ -81,6 +83,36 @@ def reference_fields(p0c: Any, mc2: Any, reference: Reference | None,
     return p0c, mc2
 
 
+def bunch_fields(particles: Particles, total_charge: Any, charge: float | None,
+                 reference: Reference | None, where: str) -> Particles:
+    """``particles`` with the species ``charge`` and, for a ``total_charge`` [C] (its
+    magnitude counts: 1e-9 and -1e-9 are the same electron bunch), equal
+    macro-particle weights ``|total_charge| / (n e |charge|)``.
+
+    ``charge`` defaults to the charge number of ``reference``'s species. A
+    ``total_charge`` may be an array of the particles' library (differentiable; shape
+    ``()`` or ``(*batch)``).
+
+    Raises
+    ------
+    ParameterError
+        A ``total_charge`` without a charge number, or of another library.
+    """
+    if charge is None and reference is not None:
+        charge = reference.charge
+    if total_charge is None:
+        return particles if charge is None else particles.replace(charge=charge)
+    if charge is None or charge == 0:
+        raise ParameterError(f"{where}: total_charge needs the species' charge number: give "
+                             "parameter 'charge' (e.g. -1 for electrons) or reference=")
+    like = particles.coords
+    total = as_parameter(total_charge, like, "total_charge", element=where)
+    xp = particles.xp
+    per_particle = xp.abs(total) / (particles.n * ELEMENTARY_CHARGE * abs(charge))
+    weight = per_particle[..., None] * xp.ones_like(like[..., 0, :])
+    return particles.replace(charge=charge, weight=weight)
+
+
 def _geometric_emittance(
     geometric: Any, normalized: Any, p0c: Any, mc2: Any, plane: str
 ) -> Any:
@@ -120,6 +152,8 @@ def from_twiss(
     dtype: Any = None,
     device: Any = None,
     s: Any = 0.0,
+    total_charge: Any = None,
+    charge: float | None = None,
 ) -> Particles:
     """A beam with given Twiss parameters, emittances and spreads.
 
@@ -159,6 +193,13 @@ def from_twiss(
         (:func:`beamtrack.set_defaults`: NumPy, float64, unless set).
     s
         Longitudinal position [m].
+    total_charge
+        Bunch charge [C] (a number, or an array of the target library: differentiable):
+        equal macro-particle ``weight`` s of ``|total_charge| / (n e |charge|)``;
+        ``None``: weight 1.
+    charge
+        Charge number of the species (-1 for electrons); by default that of
+        ``reference``'s species, else unknown (``None``).
 
     Returns
     -------
@@ -215,7 +256,8 @@ def from_twiss(
             raise ParameterError("from_twiss: mean needs six values (x, px, y, py, z, pz)")
         coords = [c + mean_arr[..., i, None] for i, c in enumerate(coords)]
     coords = xp.broadcast_arrays(*coords)
-    return Particles(*coords, p0c=p0c, mc2=mc2, s=s)
+    return bunch_fields(Particles(*coords, p0c=p0c, mc2=mc2, s=s), total_charge, charge,
+                        reference, "from_twiss")
 
 
 def from_covariance(
@@ -231,6 +273,8 @@ def from_covariance(
     dtype: Any = None,
     device: Any = None,
     s: Any = 0.0,
+    total_charge: Any = None,
+    charge: float | None = None,
 ) -> Particles:
     """A Gaussian beam with a given 6x6 covariance matrix (Bmad coordinates).
 
@@ -240,7 +284,8 @@ def from_covariance(
     (differentiable), ``L`` is its Cholesky factor, which needs a positive-definite
     matrix. ``p0c`` and ``mc2`` [eV] default to those of ``reference``. ``backend``,
     ``dtype`` and ``device`` default to the project's defaults
-    (:func:`beamtrack.set_defaults`).
+    (:func:`beamtrack.set_defaults`). ``total_charge`` [C] and ``charge`` set the
+    macro-particle weights and the species' charge number as in :func:`from_twiss`.
     """
     n = _check_n(n, "from_covariance")
     p0c, mc2 = reference_fields(p0c, mc2, reference, "from_covariance")
@@ -266,7 +311,8 @@ def from_covariance(
             np.asarray(mean, dtype=np.float64), dtype=unit.dtype, device=device
         )
         coords = coords + mean_arr[..., None]
-    return Particles(coords=coords, p0c=p0c, mc2=mc2, s=s)
+    return bunch_fields(Particles(coords=coords, p0c=p0c, mc2=mc2, s=s), total_charge,
+                        charge, reference, "from_covariance")
 
 
 def gaussian_particles(
@@ -281,6 +327,8 @@ def gaussian_particles(
     backend: str | None = None,
     dtype: Any = None,
     device: Any = None,
+    total_charge: Any = None,
+    charge: float | None = None,
 ) -> Particles:
     """An uncorrelated Gaussian bunch.
 
@@ -302,6 +350,13 @@ def gaussian_particles(
     backend, dtype, device
         Where the particles live; by default the project's defaults
         (:func:`beamtrack.set_defaults`: NumPy, float64, unless set).
+    total_charge
+        Bunch charge [C] (a number, or an array of the target library: differentiable):
+        equal macro-particle ``weight`` s of ``|total_charge| / (n e |charge|)``;
+        ``None``: weight 1.
+    charge
+        Charge number of the species (-1 for electrons); by default that of
+        ``reference``'s species, else unknown (``None``).
     """
     n = _check_n(n, "gaussian_particles")
     p0c, mc2 = reference_fields(p0c, mc2, reference, "gaussian_particles")
@@ -313,6 +368,8 @@ def gaussian_particles(
         raise ParameterError(f"gaussian_particles: sigma must be finite and >= 0, got {sigma}")
     coords = mean_arr[:, None] + sigma_arr[:, None] * unit_samples(n, "gaussian", seed)
     target, dtype, device = resolve(backend, dtype, device)
-    return Particles(
+    particles = Particles(
         coords=target.asarray(coords, dtype=dtype, device=device), p0c=p0c, mc2=mc2
     )
+    return bunch_fields(particles, total_charge, charge, reference, "gaussian_particles")
+

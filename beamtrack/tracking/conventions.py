@@ -221,13 +221,16 @@ def particles_from_cheetah(beam: Any) -> Particles:
         ``cheetah.ParticleBeam``: ``particles`` of shape ``(*batch, n, 7)`` holding
         ``(x, px, y, py, tau, delta, 1)`` with ``tau = -z/beta`` [m] and
         ``delta = (E - E0)/P0c``, reference total ``energy`` [eV] of shape ``(*batch)``,
-        ``s`` [m], ``species`` and ``survival_probabilities``.
+        ``s`` [m], ``species``, ``survival_probabilities`` and ``particle_charges``
+        [C per macro-particle].
 
     Returns
     -------
     Particles
         Torch arrays (gradients flow from the beam's tensors); ``alive`` is
-        ``survival_probabilities > 0`` (Cheetah's apertures multiply it by 0).
+        ``survival_probabilities > 0`` (Cheetah's apertures multiply it by 0);
+        ``charge`` is the species' charge number and ``weight`` the macro-particle
+        charge over ``|charge| e``.
     """
     parts = beam.particles
     xp = _xp(parts)
@@ -236,7 +239,15 @@ def particles_from_cheetah(beam: Any) -> Particles:
     cols = [parts[..., i] for i in range(6)]
     p = from_cheetah(*cols, energy=beam.energy, mc2=mc2, s=beam.s)
     alive = beam.survival_probabilities > 0
-    return p.replace(alive=xp.broadcast_to(alive, p.alive.shape))
+    charge = float(beam.species.num_elementary_charges)
+    weight = None
+    charges = getattr(beam, "particle_charges", None)
+    if charges is not None and charge != 0:
+        from beamtrack.tracking.species import ELEMENTARY_CHARGE
+
+        weight = xp.astype(xp.abs(charges), parts.dtype) / (abs(charge) * ELEMENTARY_CHARGE)
+    return p.replace(alive=xp.broadcast_to(alive, p.alive.shape), charge=charge,
+                     weight=weight)
 
 
 def particles_to_cheetah(p: Particles, species: Any = None) -> Any:
@@ -250,13 +261,16 @@ def particles_to_cheetah(p: Particles, species: Any = None) -> Any:
     species
         A ``cheetah.Species``, a beamtrack :class:`~beamtrack.tracking.species.Species`
         or a species name; by default the known species whose rest energy is ``p.mc2``
-        (electron for the electron mass, proton for the proton mass).
+        and charge ``p.charge`` where known (electron for the electron mass, proton
+        for the proton mass).
 
     Returns
     -------
     cheetah.ParticleBeam
-        ``particles (*batch, n, 7)``, ``energy``, ``s``, and
-        ``survival_probabilities`` 1 for alive and 0 for lost particles.
+        ``particles (*batch, n, 7)``, ``energy``, ``s``,
+        ``survival_probabilities`` 1 for alive and 0 for lost particles, and, for
+        particles with a ``weight``, ``particle_charges = weight |charge| e`` [C]
+        (Cheetah's default otherwise).
     """
     import cheetah
 
@@ -272,7 +286,8 @@ def particles_to_cheetah(p: Particles, species: Any = None) -> Any:
     if isinstance(species, str):
         species = species_named(species)
     if species is None:
-        species = _species_for(mc2, None, "Particles.to_cheetah")
+        species = _species_for(mc2, p.charge, "Particles.to_cheetah")
+    charge_number = species.charge if isinstance(species, Species) else None
     if isinstance(species, Species):
         known = cheetah.Species.known.get(species.name)
         exact = (known is not None and known["num_elementary_charges"] == species.charge
@@ -291,9 +306,17 @@ def particles_to_cheetah(p: Particles, species: Any = None) -> Any:
     columns = [d[k] for k in ("x", "px", "y", "py", "tau", "delta")]
     parts = xp.stack([*columns, xp.ones_like(x)], axis=-1)
     batch = xp.zeros(parts.shape[:-2], dtype=dtype, device=device)
+    if charge_number is None:
+        charge_number = float(species.num_elementary_charges)
+    charges = None
+    if p.explicit_weight is not None:
+        from beamtrack.tracking.species import ELEMENTARY_CHARGE
+
+        charges = p.weight * (abs(charge_number) * ELEMENTARY_CHARGE)
     return cheetah.ParticleBeam(
         parts,
         energy=d["energy"] + batch,
+        particle_charges=charges,
         survival_probabilities=xp.astype(p.alive, dtype),
         s=p.s + batch,
         species=species,
@@ -308,7 +331,8 @@ def particles_from_xsuite(particles: Any) -> Particles:
     Particles are put in the order of their ``particle_id`` (Xsuite moves lost
     particles to the end when tracking); unallocated slots are left out. ``alive`` is
     ``state > 0``. The reference ``p0c``, ``mass0`` and ``s`` must be the same for all
-    particles.
+    particles. ``charge`` is Xsuite's ``q0`` and ``weight`` its ``weight`` (physical
+    particles per macro-particle).
     """
     import numpy as np
 
@@ -342,7 +366,10 @@ def particles_from_xsuite(particles: Any) -> Particles:
         reference[name] = float(values[0]) if values.size else 0.0
     p = from_xsuite(*(column(k) for k in ("x", "px", "y", "py", "zeta", "delta")),
                     p0c=reference["p0c"], mc2=reference["mass0"], s=reference["s"])
-    return p.replace(alive=alive)
+    q0 = np.unique(column("q0")) if hasattr(particles, "q0") else np.array([])
+    charge = float(q0[0]) if q0.size == 1 else None
+    weight = column("weight") if hasattr(particles, "weight") else None
+    return p.replace(alive=alive, charge=charge, weight=weight)
 
 
 def particles_to_xsuite(p: Particles, q0: float | None = None) -> Any:
@@ -353,14 +380,16 @@ def particles_to_xsuite(p: Particles, q0: float | None = None) -> Any:
     p
         The particles: one bunch (no batch dimensions); any backend.
     q0
-        Charge number of the species; by default that of the known species with rest
-        energy ``p.mc2`` (-1 for the electron mass, +1 for the proton mass).
+        Charge number of the species; by default ``p.charge``, else that of the known
+        species with rest energy ``p.mc2`` (-1 for the electron mass, +1 for the
+        proton mass).
 
     Returns
     -------
     xtrack.Particles
         ``x, px, y, py, zeta, delta``, ``p0c``, ``mass0``, ``q0``, ``s``,
-        ``particle_id = 0..n-1`` and ``state`` 1 (alive) or 0 (lost).
+        ``particle_id = 0..n-1``, ``state`` 1 (alive) or 0 (lost) and, for particles
+        with a ``weight``, ``weight``.
     """
     import numpy as np
     import xtrack
@@ -373,8 +402,11 @@ def particles_to_xsuite(p: Particles, q0: float | None = None) -> Any:
     p = p.numpy()
     mc2 = float(p.mc2)
     if q0 is None:
-        q0 = _species_for(mc2, None, "Particles.to_xsuite").charge
+        q0 = p.charge if p.charge is not None else _species_for(
+            mc2, None, "Particles.to_xsuite").charge
     d = {k: np.asarray(v, dtype=np.float64) for k, v in to_xsuite(p).items()}
+    if p.explicit_weight is not None:
+        d["weight"] = np.asarray(p.weight, dtype=np.float64)
     alive = np.asarray(p.alive)
     return xtrack.Particles(
         **d, p0c=float(p.p0c), mass0=mc2, q0=float(q0), s=float(p.s),

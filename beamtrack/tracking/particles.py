@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +44,14 @@ class Particles:
         Boolean survival mask of shape ``(*batch, n)``; all alive by default.
     coords
         The ``(*batch, 6, n)`` array, instead of the six coordinate arrays.
+    charge
+        Charge number of the species (charge in units of the elementary charge, with
+        sign: -1 for electrons), a Python number; ``None`` (default) when unknown, and
+        then physics that needs it (space charge) raises a ``ParameterError``.
+    weight
+        Physical particles per macro-particle, an array of the coordinates' library
+        broadcastable to ``(*batch, n)`` (or a number); ``None`` (default) means 1 for
+        every particle. Differentiable (a beam's total charge lives here).
 
     Examples
     --------
@@ -53,7 +62,7 @@ class Particles:
     (6, 3)
     """
 
-    __slots__ = ("_coords", "_s", "_p0c", "_mc2", "_alive")
+    __slots__ = ("_coords", "_s", "_p0c", "_mc2", "_alive", "_charge", "_weight")
 
     def __init__(
         self,
@@ -69,6 +78,8 @@ class Particles:
         s: Any = 0.0,
         alive: Any = None,
         coords: Any = None,
+        charge: float | None = None,
+        weight: Any = None,
     ) -> None:
         ensure_registered()
         six = (x, px, y, py, z, pz)
@@ -97,6 +108,8 @@ class Particles:
         if not xp.isdtype(coords.dtype, "real floating"):
             coords = xp.astype(coords, _default_float(coords))
         self._init_fields(xp, coords, s=s, p0c=p0c, mc2=mc2, alive=alive)
+        object.__setattr__(self, "_charge", _check_charge(charge))
+        object.__setattr__(self, "_weight", _weight_array(xp, weight, coords))
 
     def _init_fields(self, xp: Any, coords: Any, *, s: Any, p0c: Any, mc2: Any,
                      alive: Any) -> None:
@@ -120,7 +133,8 @@ class Particles:
         object.__setattr__(self, "_alive", alive)
 
     @classmethod
-    def from_fields(cls, coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any) -> Particles:
+    def from_fields(cls, coords: Any, s: Any, p0c: Any, mc2: Any, alive: Any,
+                    charge: float | None = None, weight: Any = None) -> Particles:
         """A record from its stored fields, without any conversion or check.
 
         For code that already holds valid fields of one library: tracking functions,
@@ -141,6 +155,11 @@ class Particles:
             Rest energy of the species [eV], like ``s``.
         alive
             Boolean survival mask ``(*batch, n)``.
+        charge
+            Charge number of the species, or ``None`` (unknown).
+        weight
+            Physical particles per macro-particle, an array broadcastable to
+            ``(*batch, n)``, or ``None`` (1 each).
 
         Returns
         -------
@@ -154,6 +173,8 @@ class Particles:
         object.__setattr__(obj, "_p0c", p0c)
         object.__setattr__(obj, "_mc2", mc2)
         object.__setattr__(obj, "_alive", alive)
+        object.__setattr__(obj, "_charge", charge)
+        object.__setattr__(obj, "_weight", weight)
         return obj
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -216,6 +237,30 @@ class Particles:
         return self._alive
 
     @property
+    def charge(self) -> float | None:
+        """Charge number of the species (-1 for electrons), or ``None`` if unknown."""
+        return self._charge
+
+    @property
+    def weight(self) -> Any:
+        """Physical particles per macro-particle, shape ``(*batch, n)`` (ones unless
+        set)."""
+        c = self._coords
+        shape = c.shape[:-2] + c.shape[-1:]
+        if self._weight is None:
+            return self.xp.ones(shape, dtype=c.dtype, device=array_api_compat.device(c))
+        if tuple(self._weight.shape) == tuple(shape):
+            return self._weight
+        return self.xp.broadcast_to(self._weight, shape)
+
+    @property
+    def explicit_weight(self) -> Any:
+        """The weight as given (an array broadcastable to ``(*batch, n)``), or ``None``
+        when every macro-particle stands for one particle. Tracking functions pass it
+        on to the records they build (:meth:`from_fields`)."""
+        return self._weight
+
+    @property
     def xp(self) -> Any:
         """Array API namespace of the coordinates."""
         return array_api_compat.array_namespace(self._coords)
@@ -253,13 +298,15 @@ class Particles:
     def replace(self, **changes: Any) -> Particles:
         """A copy with some fields replaced.
 
-        Accepts ``coords``, any of the six coordinate names, ``s``, ``p0c``, ``mc2``
-        and ``alive``.
+        Accepts ``coords``, any of the six coordinate names, ``s``, ``p0c``, ``mc2``,
+        ``alive``, ``charge`` and ``weight``.
         """
-        unknown = set(changes) - set(COORDINATES) - {"coords", "s", "p0c", "mc2", "alive"}
+        unknown = set(changes) - set(COORDINATES) - {"coords", "s", "p0c", "mc2", "alive",
+                                                     "charge", "weight"}
         if unknown:
             raise ParameterError(f"Particles.replace: unknown field(s) {sorted(unknown)}")
-        fields = {"s": self._s, "p0c": self._p0c, "mc2": self._mc2, "alive": self._alive}
+        fields = {"s": self._s, "p0c": self._p0c, "mc2": self._mc2, "alive": self._alive,
+                  "charge": self._charge, "weight": self._weight}
         fields.update({k: v for k, v in changes.items() if k in fields})
         if "coords" in changes:
             return Particles(coords=changes["coords"], **fields)
@@ -383,6 +430,8 @@ class Particles:
             move(self._p0c, dtype),
             move(self._mc2, dtype),
             move(self._alive, "bool"),
+            self._charge,
+            None if self._weight is None else move(self._weight, dtype),
         )
 
     def numpy(self) -> Particles:
@@ -429,12 +478,42 @@ def _reference_array(xp: Any, value: Any, coords: Any, name: str) -> Any:
     raise ParameterError(f"Particles: {name} must be a number or an array, got {value!r}")
 
 
-def _flatten(p: Particles) -> tuple[tuple[Any, ...], None]:
-    return (p._coords, p._s, p._p0c, p._mc2, p._alive), None
+def _check_charge(charge: Any) -> float | None:
+    if charge is None:
+        return None
+    if (isinstance(charge, bool) or not isinstance(charge, numbers.Real)
+            or not math.isfinite(charge)):
+        raise ParameterError(f"Particles: charge must be a finite number (the species' "
+                             f"charge number) or None, got {charge!r}")
+    return float(charge)
 
 
-def _unflatten(aux: None, children: Sequence[Any]) -> Particles:
-    return Particles.from_fields(*children)
+def _weight_array(xp: Any, weight: Any, coords: Any) -> Any:
+    """``weight`` as an array of the coordinates' library and dtype (``None`` kept)."""
+    if weight is None:
+        return None
+    if isinstance(weight, numbers.Real) and not isinstance(weight, bool):
+        return xp.asarray(float(weight), dtype=coords.dtype,
+                          device=array_api_compat.device(coords))
+    if not array_api_compat.is_array_api_obj(weight):
+        raise ParameterError(f"Particles: weight must be a number or an array, got "
+                             f"{type(weight).__name__}")
+    try:
+        same = array_api_compat.array_namespace(weight, coords) is xp
+    except TypeError:
+        same = False
+    if not same:
+        raise ParameterError("Particles: weight is an array of another library than the "
+                             "coordinates")
+    return weight if weight.dtype == coords.dtype else xp.astype(weight, coords.dtype)
+
+
+def _flatten(p: Particles) -> tuple[tuple[Any, ...], Any]:
+    return (p._coords, p._s, p._p0c, p._mc2, p._alive, p._weight), p._charge
+
+
+def _unflatten(aux: Any, children: Sequence[Any]) -> Particles:
+    return Particles.from_fields(*children[:5], charge=aux, weight=children[5])
 
 
 register_pytree(Particles, _flatten, _unflatten)

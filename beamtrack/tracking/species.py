@@ -18,6 +18,12 @@ DEUTERON_MC2 = 1875612945.0
 MUON_MC2 = 105658375.5
 #: Atomic mass unit times c^2 [eV] (CODATA 2022).
 ATOMIC_MASS_UNIT_MC2 = 931494102.42
+#: Elementary charge [C] (exact in the SI).
+ELEMENTARY_CHARGE = 1.602176634e-19
+#: Vacuum electric permittivity epsilon_0 [F/m] (CODATA 2022).
+VACUUM_PERMITTIVITY = 8.8541878188e-12
+#: Speed of light in vacuum [m/s] (exact in the SI).
+SPEED_OF_LIGHT = 299792458.0
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Every function averages over the alive particles only (lost ones get weight 0) and
 accepts optional per-particle ``weights`` (macro-particle charges, shape
-``(*batch, n)``). Results have shape ``(*batch, ...)``. All are differentiable.
+``(*batch, n)``); without them, the particles' own ``weight`` where set. Results
+have shape ``(*batch, ...)``. All are differentiable.
 
 Every function also accepts a moment beam
 (:class:`~beamtrack.tracking.parameter_beam.ParameterBeam`) in place of particles: its
@@ -41,6 +42,8 @@ def _moment_beam(p: Any, weights: Any) -> bool:
 def _weights(p: Particles, weights: Any = None) -> tuple[Any, Any]:
     xp = p.xp
     w = xp.astype(p.alive, p.dtype)
+    if weights is None:
+        weights = p.explicit_weight  # macro-particle weights, where the beam has them
     if weights is not None:
         w = w * weights
     return w, xp.sum(w, axis=-1)

@@ -220,6 +220,8 @@ def assemble(particles: Particles, coords: Six, alive: Any, length: Any,
         particles.p0c if p0c is None else p0c,
         particles.mc2,
         alive,
+        charge=particles.charge,
+        weight=particles.explicit_weight,
     )
 
 
@@ -335,7 +337,8 @@ def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
         alive = xp.broadcast_to(alive, shape)
     return Particles.from_fields(new, particles.s + length,
                                   particles.p0c if p0c_out is None else p0c_out,
-                                  particles.mc2, alive)
+                                  particles.mc2, alive, charge=particles.charge,
+                                  weight=particles.explicit_weight)
 
 
 def track_element(particles: Particles, build: Build, params: dict[str, Any], *,

@@ -66,7 +66,8 @@ class ParticleFile:
     Attributes
     ----------
     particles
-        The beam in Bmad coordinates.
+        The beam in Bmad coordinates, with the species' ``charge`` and the
+        macro-particle ``weight`` (``weights / (|charge| e)`` physical particles each).
     species
         The particle species.
     weights
@@ -89,17 +90,18 @@ def _h5py() -> Any:
     return h5py
 
 
-def _infer_species(mc2: float) -> Species:
+def _infer_species(mc2: float, charge: float | None = None) -> Species:
     for candidate in SPECIES.values():  # electron before positron, proton before antiproton
-        if math.isclose(candidate.mc2, mc2, rel_tol=1e-9):
+        if math.isclose(candidate.mc2, mc2, rel_tol=1e-9) and (
+                charge is None or candidate.charge == charge):
             return candidate
     raise ParameterError(f"save_particles: cannot tell the species from mc2 = {mc2!r} eV; "
                          "pass species=")
 
 
-def _species(value: Species | str | None, mc2: float) -> Species:
+def _species(value: Species | str | None, mc2: float, charge: float | None = None) -> Species:
     if value is None:
-        return _infer_species(mc2)
+        return _infer_species(mc2, charge)
     chosen = value if isinstance(value, Species) else species_named(value)
     if not math.isclose(chosen.mc2, mc2, rel_tol=1e-9):
         raise ParameterError(f"save_particles: species {chosen.name!r} has mc2 = {chosen.mc2} eV "
@@ -140,11 +142,12 @@ def save_particles(
         The HDF5 file to create (overwritten).
     species
         A :class:`~beamtrack.tracking.species.Species` or a known name; by default
-        inferred from ``mc2`` (electron for the electron mass, proton for the proton
-        mass: pass ``species="positron"`` for positrons).
+        inferred from ``mc2`` and the particles' ``charge`` where known (electron for
+        the electron mass without a charge: pass ``species="positron"`` or particles
+        with ``charge=1`` for positrons).
     weights
         Charge per macro-particle [C], a number or an array ``(n,)``; by default
-        ``|charge| e``: each macro-particle is one physical particle.
+        ``|charge| e`` times the particles' ``weight`` (1 unless set).
     t_ref
         Arrival time of the reference particle at the plane [s]: ``time = t_ref -
         z / (beta c)``.
@@ -161,8 +164,11 @@ def save_particles(
     p = particles.numpy()
     mc2 = float(p.mc2)
     p0c = float(p.p0c)
-    chosen = _species(species, mc2)
+    chosen = _species(species, mc2, p.charge)
     n = p.n
+    if weights is None and p.explicit_weight is not None:
+        weights = np.broadcast_to(np.asarray(p.explicit_weight), (n,)) * (
+            abs(chosen.charge) * E_CHARGE)
     if weights is None:
         weight: Any = np.float64(abs(chosen.charge) * E_CHARGE)
     else:
@@ -418,6 +424,12 @@ def read_particle_file(
                                file=source)
     particles = from_openpmd(x, px, y, py, ps, t, p0c=p0c, mc2=chosen.mc2, t_ref=t_ref,
                              s=float(z[0]), alive=alive)
+    # The species' charge number and the macro-particle weights (physical particles
+    # each) travel with the particles: the bunch charge of space charge.
+    macro = None
+    if chosen.charge != 0:
+        macro = np.asarray(weights, dtype=np.float64) / (abs(chosen.charge) * E_CHARGE)
+    particles = particles.replace(charge=chosen.charge, weight=macro)
     if backend != "numpy":
         get(backend)  # a clear error for unknown backends
         particles = particles.to_backend(backend)
