@@ -8,6 +8,7 @@ from importlib.resources import files as _files
 
 from beamtrack import backends
 from beamtrack.backends.defaults import defaults, get_defaults, set_defaults
+from beamtrack.backends.errors import BackendError, BeamtrackError
 from beamtrack.distributed import scan_parameters
 from beamtrack.lattice import (
     Aperture,
@@ -164,7 +165,9 @@ __all__ = [
     "from_xsuite",
     "to_cheetah",
     "to_xsuite",
-    # Errors
+    # Errors (every one derives from BeamtrackError)
+    "BackendError",
+    "BeamtrackError",
     "LatticeError",
     "LatticeFileError",
     "LatticeFileWarning",

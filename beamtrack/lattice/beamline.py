@@ -16,7 +16,7 @@ from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.reference import Reference
-from beamtrack.tracking.stepping import METHODS
+from beamtrack.tracking.stepping import METHODS, check_particles
 
 Item = Union[Element, "Beamline"]
 
@@ -319,6 +319,7 @@ class Beamline:
             from beamtrack.lattice.optics import track_parameter_beam
 
             return track_parameter_beam(self, particles)
+        check_particles(particles, f"Beamline {self._name!r}")
         if self._traced_by_jax(particles):
             # Under a JAX transformation: one lax.scan over the elements with a
             # lax.switch over element signatures, so compile time scales with the
@@ -460,6 +461,7 @@ class Beamline:
         >>> [round(float(v), 6) for v in obs.readings["bpm1"]]
         [0.000833, 0.0]
         """
+        check_particles(particles, f"Beamline {self._name!r}")
         plan = self.plan(method)
         xp = particles.xp
         lost_at = xp.full_like(particles.alive, -1, dtype=xp.int32)

@@ -77,9 +77,31 @@ def prepare(particles: Particles, element: str, method: str, *,
     that are Python zeros skip the frame change, :func:`~beamtrack.tracking.frames.offsets`).
     """
     check_method(method, element)
+    check_particles(particles, element)
     c = particles.coords
-    return {k: as_number(v, k, element) if k in numbers and _is_number(v)
-            else as_parameter(v, c, k, element=element) for k, v in params.items()}
+    out = {k: as_number(v, k, element) if k in numbers and _is_number(v)
+           else as_parameter(v, c, k, element=element) for k, v in params.items()}
+    batch = tuple(c.shape[:-2])
+    for k, v in out.items():
+        if not isinstance(v, float) and v.ndim:
+            try:
+                broadcast_shape(tuple(v.shape), batch)
+            except ValueError:
+                raise ParameterError(
+                    f"parameter {k!r} has batch shape {tuple(v.shape)}, which does not "
+                    f"broadcast with the particles' batch shape {batch}",
+                    element=element) from None
+    return out
+
+
+def check_particles(particles: Any, element: str) -> Particles:
+    """``particles`` if it is a :class:`Particles` record, else a ParameterError that says
+    what was expected (a NumPy array, say, instead of ``Particles(coords=array, ...)``)."""
+    if not isinstance(particles, Particles):
+        raise ParameterError(
+            f"expected a beamtrack Particles record, got {type(particles).__name__}; "
+            "build one with Particles(coords=array, p0c=..., mc2=...)", element=element)
+    return particles
 
 
 def _is_number(value: Any) -> bool:
