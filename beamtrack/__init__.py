@@ -78,6 +78,7 @@ from beamtrack.tracking import (
     track_quadrupole,
 )
 from beamtrack.tracking.beams import from_covariance, from_twiss, gaussian_particles
+from beamtrack.tracking.losses import LossReason
 from beamtrack.tracking.optics import TwissInit
 from beamtrack.tracking.parameter_beam import ParameterBeam
 
@@ -171,6 +172,7 @@ __all__ = [
     "LatticeError",
     "LatticeFileError",
     "LatticeFileWarning",
+    "LossReason",
     "ParameterError",
     "UnknownParameterError",
     # The backends layer and the project's defaults

@@ -26,10 +26,11 @@ from typing import Any
 
 import array_api_compat
 
-from beamtrack.tracking import jets
+from beamtrack.tracking import jets, losses
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import Six, from_element_frame, to_element_frame
-from beamtrack.tracking.kinematics import unphysical_momentum
+from beamtrack.tracking.kinematics import physical_momentum
+from beamtrack.tracking.losses import LossReason
 from beamtrack.tracking.parameters import (
     as_number,
     as_parameter,
@@ -133,8 +134,9 @@ def safe(xp: Any, alive: Any, coords: Six) -> Six:
 
 def physical(six: Six) -> Any:
     """Mask of particles whose momentum lets them move forward (see
-    :func:`~beamtrack.tracking.kinematics.unphysical_momentum`)."""
-    return ~unphysical_momentum(six[1], six[3], six[5])
+    :func:`~beamtrack.tracking.kinematics.unphysical_momentum`); False for NaN
+    momenta."""
+    return physical_momentum(six[1], six[3], six[5])
 
 
 def checked(update: Callable[[Six], Six]) -> Step:
@@ -191,12 +193,15 @@ def integrate(six: Six, alive: Any, steps: Sequence[Step | Everyone]) -> tuple[S
     coordinates it had before the step (:func:`freeze`).
     """
     xp = array_api_compat.array_namespace(six[0])
+    reporting = losses.active() and not isinstance(six[0], jets.Jet)
     for step in steps:
         if isinstance(step, Everyone):
             six = step.update(six)
             continue
         new, ok = step(safe(xp, alive, six))
         if ok is not None:
+            if reporting:
+                losses.report(alive & ~ok, losses.step_reason(xp, new))
             alive = alive & ok
         six = freeze(xp, alive, new, six)
     return six, alive
@@ -211,7 +216,12 @@ def run_body(lab: Six, alive: Any, body: Body) -> tuple[Six, Any]:
     """
     xp = array_api_compat.array_namespace(lab[0])
     entering = alive & physical(lab)
+    reporting = losses.active() and not isinstance(lab[0], jets.Jet)
+    if reporting:
+        losses.report(alive & ~entering, LossReason.UNPHYSICAL_MOMENTUM)
     if body.admits is not None:
+        if reporting:
+            losses.report(entering & ~body.admits, LossReason.BELOW_REST_ENERGY)
         entering = entering & body.admits
     # The entering coordinates are passed, not kept: integrate can free each state as
     # it goes (holding them here measurably slows large beams).
@@ -228,16 +238,28 @@ def run_body(lab: Six, alive: Any, body: Body) -> tuple[Six, Any]:
 
 
 def assemble(particles: Particles, coords: Six, alive: Any, length: Any,
-             p0c: Any = None) -> Particles:
+             p0c: Any = None, kept: Six | None = None) -> Particles:
     """Stack tracked coordinates into a new record, advanced by ``length`` in ``s``
-    (and with the reference momentum ``p0c`` if given)."""
+    (and with the reference momentum ``p0c`` if given).
+
+    The exit check of every element: a particle with a non-finite coordinate (an
+    overflow inside the element) is lost and gets the coordinates ``kept`` (those it
+    entered with, by default), so no NaN or infinity ever leaves an element.
+    """
     xp = particles.xp
     shape = broadcast_shape(*(tuple(a.shape) for a in (*coords, alive)))
     parts = [a if tuple(a.shape) == shape else xp.broadcast_to(a, shape) for a in coords]
+    stacked = xp.stack(parts, axis=-2)
+    ok = losses.finite(stacked)
+    if losses.active():
+        losses.report(alive & ~ok, LossReason.NON_FINITE)
+    alive = alive & ok
     if tuple(alive.shape) != shape:
         alive = xp.broadcast_to(alive, shape)
+    before = particles.coords if kept is None else xp.stack(xp.broadcast_arrays(*kept),
+                                                             axis=-2)
     return Particles.from_fields(
-        xp.stack(parts, axis=-2),
+        xp.where(ok[..., None, :], stacked, before),
         particles.s + length,
         particles.p0c if p0c is None else p0c,
         particles.mc2,
@@ -265,9 +287,14 @@ def track_body(particles: Particles, build: Build, params: dict[str, Any],
     them and the reference as ``(*batch, 1)`` arrays broadcasting over particles.
     """
     body = _build_on(particles, build, params)
-    out, alive = run_body(particles.unpack(), particles.alive, body)
+    lab = particles.unpack()
+    # Particles entering with a NaN or infinite coordinate are lost before the element
+    # (and computed on as the reference orbit by `safe`, so gradients stay finite).
+    alive = particles.alive & losses.finite(particles.coords)
+    out, alive = run_body(lab, alive, body)
     p0c_out = None if body.p0c_out is None else body.p0c_out[..., 0]
-    return assemble(particles, out, alive, length, p0c_out)
+    kept = body.outside(lab) if body.outside is not None else None
+    return assemble(particles, out, alive, length, p0c_out, kept)
 
 
 def _zero_orbit(params: dict[str, Any], p0c: Any, mc2: Any,
@@ -327,16 +354,26 @@ def taylor_map(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
 
 
 def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
-              p0c_out: Any = None, body: Body | None = None) -> Particles:
+              p0c_out: Any = None, body: Body | None = None,
+              valid: Any = None) -> Particles:
     """Apply the Taylor map ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2`` (``c`` and
     ``t`` may be ``None``: zero) to the alive particles; lost ones keep their
     coordinates. A map never loses particles, except all those of a batch entry that
     ``body`` (the element's model on the particles' arrays) does not admit
     (:attr:`Body.admits`); particles not mapped are re-expressed by
-    :attr:`Body.outside` where ``body`` has one. ``s`` advances by ``length`` [m]."""
+    :attr:`Body.outside` where ``body`` has one. ``s`` advances by ``length`` [m].
+
+    Particles entering with a non-finite coordinate, or leaving with one, are lost
+    and keep their coordinates; so are all particles of the batch entries where
+    ``valid`` (shape ``(*batch)``, optional) is False (a map that is not exact there).
+    """
     xp = particles.xp
     coords = particles.coords
-    new = r @ coords
+    # Non-finite particles (entering so, or lost so earlier) are mapped as the reference
+    # orbit and lost: their NaN never reaches a product (which would make the
+    # gradient of the map NaN).
+    entering = losses.finite(coords)
+    new = r @ xp.where(entering[..., None, :], coords, 0.0)
     if c is not None:
         new = new + c[..., None]
     if t is not None:
@@ -346,11 +383,19 @@ def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
         quad = xp.matmul(xp.reshape(t, t.shape[:-3] + (6, 36)),
                          xp.reshape(pairs, batch + (36, n)))
         new = new + 0.5 * quad
-    alive, kept = particles.alive, coords
+    alive, kept = particles.alive & entering, coords
     if body is not None and body.admits is not None:
+        if losses.active():
+            losses.report(alive & ~body.admits, LossReason.BELOW_REST_ENERGY)
         alive = alive & body.admits
     if body is not None and body.outside is not None:
         kept = xp.stack(xp.broadcast_arrays(*body.outside(particles.unpack())), axis=-2)
+    ok = losses.finite(new)
+    if valid is not None:
+        ok = ok & valid[..., None]
+    if losses.active():
+        losses.report(alive & ~ok, LossReason.NON_FINITE)
+    alive = alive & ok
     new = xp.where(alive[..., None, :], new, kept)
     shape = tuple(new.shape[:-2]) + tuple(new.shape[-1:])
     if tuple(alive.shape) != shape:
@@ -379,8 +424,10 @@ def track_element(particles: Particles, build: Build, params: dict[str, Any], *,
     method
         ``"bmad"``, ``"linear"`` or ``"second_order"``.
     linear
-        Optional closed form of the first-order map, ``() -> (R, c)`` (``c`` may be
-        ``None``: zero), used for
+        Optional closed form of the first-order map, ``() -> (R, c)`` or
+        ``() -> (R, c, valid)`` (``c`` may be ``None``: zero; ``valid``, of shape
+        ``(*batch)``, marks the batch entries whose map is finite: the particles of the
+        others are lost, reason ``NON_FINITE``), used for
         ``"linear"`` instead of the series (kept only where speed needs it, and tested
         against the series); only for elements whose body has no ``admits``, ``outside``
         or ``p0c_out``.
@@ -389,9 +436,10 @@ def track_element(particles: Particles, build: Build, params: dict[str, Any], *,
         return track_body(particles, build, params, length)
     if method == "linear" and linear is not None:
         # Closed forms serve elements that keep the reference and lose no particle
-        # (drift, quadrupole), so no body is needed for lost-particle bookkeeping.
-        r, c = linear()
-        return apply_map(particles, r, c, None, length)
+        # (drift, quadrupole), so no body is needed for lost-particle bookkeeping;
+        # a third value, where given, masks the batch entries whose map is valid.
+        r, c, *valid = linear()
+        return apply_map(particles, r, c, None, length, valid=valid[0] if valid else None)
     r, c, t, p0c_out, model = _taylor(build, params, particles.p0c, particles.mc2,
                                       MAP_ORDER[method])
     # The lost-particle bookkeeping acts on the particles' own arrays, so only a model
