@@ -369,11 +369,10 @@ def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
     """
     xp = particles.xp
     coords = particles.coords
-    # Non-finite particles (entering so, or lost so earlier) are mapped as the reference
-    # orbit and lost: their NaN never reaches a product (which would make the
-    # gradient of the map NaN).
-    entering = losses.finite(coords)
-    new = r @ xp.where(entering[..., None, :], coords, 0.0)
+    # A particle entering with a non-finite coordinate leaves with one and is lost by
+    # the exit check below (one check per element: maps are cheap, a second pass over
+    # the coordinates would double their cost).
+    new = r @ coords
     if c is not None:
         new = new + c[..., None]
     if t is not None:
@@ -383,7 +382,7 @@ def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
         quad = xp.matmul(xp.reshape(t, t.shape[:-3] + (6, 36)),
                          xp.reshape(pairs, batch + (36, n)))
         new = new + 0.5 * quad
-    alive, kept = particles.alive & entering, coords
+    alive, kept = particles.alive, coords
     if body is not None and body.admits is not None:
         if losses.active():
             losses.report(alive & ~body.admits, LossReason.BELOW_REST_ENERGY)
