@@ -117,9 +117,15 @@ def _reason_line(k1=-1e6):
                         bt.Quadrupole("q1", length=1.0, k1=k1), bt.Drift("d2", length=1.0)])
 
 
+#: Backends of the eager tests (JAX runs op by op eagerly, slowly: it is tested jitted).
+EAGER = ["numpy", "torch", "array_api_strict"]
+
+
 @pytest.mark.parametrize("method", ["bmad", "linear"])
-def test_observe_reports_where_and_why_each_particle_was_lost(xp, method):
-    obs = _reason_line().observe(_reason_beam(xp.name), method=method)
+@pytest.mark.parametrize("name", EAGER)
+def test_observe_reports_where_and_why_each_particle_was_lost(name, method):
+    backend_or_skip(name)
+    obs = _reason_line().observe(_reason_beam(name), method=method)
     lost_at = np.asarray(to_np_int(obs.lost_at))
     reason = np.asarray(to_np_int(obs.lost_reason))
     # Particle 3 (NaN x) is lost at the first element, for its entry.
@@ -159,21 +165,30 @@ def test_survivors_and_particles_lost_before_have_reason_zero_and_track_is_uncha
     np.testing.assert_array_equal(obs.particles.coords, line.track(p).coords)
 
 
-def test_observe_reasons_under_jax_jit():
+def test_observe_reasons_under_jax_jit_and_finite_jax_gradients():
     jax = backend_or_skip("jax").module()
     line = _reason_line()
     p = _reason_beam("jax")
-    eager = line.observe(p)
+    reference = line.observe(_reason_beam("numpy"))
     jitted = jax.jit(line.observe)(p)
-    np.testing.assert_array_equal(np.asarray(jitted.lost_reason), np.asarray(eager.lost_reason))
-    np.testing.assert_array_equal(np.asarray(jitted.lost_at), np.asarray(eager.lost_at))
+    np.testing.assert_array_equal(np.asarray(jitted.lost_reason), reference.lost_reason)
+    np.testing.assert_array_equal(np.asarray(jitted.lost_at), reference.lost_at)
+
+    def loss(k1):
+        out = bt.Quadrupole("q1", length=1.0, k1=k1).track(p)
+        return jax.numpy.sum(jax.numpy.where(out.alive, out.x, 0.0) ** 2 + out.px ** 2)
+
+    grad = jax.jit(jax.grad(loss))(jax.numpy.asarray(-1e6))
+    assert np.isfinite(float(grad))
 
 
-def test_nan_entry_is_lost_and_frozen_in_every_element_kind(xp):
+@pytest.mark.parametrize("name", EAGER)
+def test_nan_entry_is_lost_and_frozen_in_every_element_kind(name):
+    backend_or_skip(name)
     beam = np.full((6, 2), 1e-4)
     beam[2, 1] = np.inf
     for element in _elements():
-        out = element.track(make_particles(xp.name, beam.T))
+        out = element.track(make_particles(name, beam.T))
         assert alive_np(out).tolist() == [True, False], element.name
         got = to_np(out)
         assert np.isfinite(got[:, 0]).all(), element.name
@@ -194,7 +209,8 @@ def _elements():
 
 @pytest.mark.parametrize("k1", [-1e6, 1e6, -4e4])
 @pytest.mark.parametrize("kind", ["quadrupole", "sbend", "linear quadrupole"])
-def test_overflow_is_a_loss_with_finite_gradients(ad, k1, kind):
+def test_overflow_is_a_loss_with_finite_gradients(k1, kind):
+    ad = backend_or_skip("torch")
     xp = ad.namespace()
     p = make_particles(ad.name, np.random.default_rng(0).normal(0.0, 1e-3, (5, 6)))
 
