@@ -328,8 +328,10 @@ def _bad_option(args: argparse.Namespace) -> str | None:
     if p0c is not None and not (math.isfinite(p0c) and p0c > 0.0):
         return f"--p0c must be a finite reference momentum > 0 [eV], got {p0c!r}"
     tolerance = getattr(args, "tolerance", None)
-    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0.0):
-        return f"--tolerance must be finite and > 0, got {tolerance!r}"
+    if tolerance is not None and not math.isfinite(tolerance):
+        # inf would pass every comparison, NaN none; a negative tolerance is kept: it
+        # fails every comparison, a check of the failure path.
+        return f"--tolerance must be a finite number, got {tolerance!r}"
     return None
 
 

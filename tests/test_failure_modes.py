@@ -246,7 +246,7 @@ def test_gradients_stay_finite_when_a_particle_enters_with_nan():
 @pytest.mark.parametrize("argv, message", [
     (["track", "--p0c", "0"], "--p0c"), (["track", "--p0c=-1e9"], "--p0c"),
     (["track", "--p0c", "nan"], "--p0c"), (["track", "--particles", "0"], "--particles"),
-    (["crosscheck", "--tolerance=-1"], "--tolerance"),
+    (["crosscheck", "--tolerance", "nan"], "--tolerance"),
     (["crosscheck", "--tolerance", "inf"], "--tolerance"),
 ])
 def test_cli_rejects_bad_numbers_in_one_line(capsys, argv, message):

@@ -290,10 +290,21 @@ def track_body(particles: Particles, build: Build, params: dict[str, Any],
     lab = particles.unpack()
     # Particles entering with a NaN or infinite coordinate are lost before the element
     # (and computed on as the reference orbit by `safe`, so gradients stay finite).
-    alive = particles.alive & losses.finite(particles.coords)
-    out, alive = run_body(lab, alive, body)
+    finite = losses.finite(particles.coords)
+    alive = particles.alive & finite
+    kept = None
+    if body.outside is None:
+        out, alive = run_body(lab, alive, body)
+    else:
+        # Particles that do not enter are re-expressed at the exit reference, so the
+        # non-finite ones are first replaced by the reference orbit (no NaN in the
+        # gradient), then given back their own coordinates.
+        xp = particles.xp
+        clean = safe(xp, finite, lab)
+        out, alive = run_body(clean, alive, body)
+        out = freeze(xp, finite, out, lab)
+        kept = freeze(xp, finite, body.outside(clean), lab)
     p0c_out = None if body.p0c_out is None else body.p0c_out[..., 0]
-    kept = body.outside(lab) if body.outside is not None else None
     return assemble(particles, out, alive, length, p0c_out, kept)
 
 
