@@ -279,3 +279,24 @@ def test_cli_plot_writes_the_named_file(tmp_path, capsys):
     assert cli.main(["optics", "--plot", str(target)]) == 0
     assert target.is_file() and not (tmp_path / "out.png").exists()
     assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+# -- negative lengths ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [
+    lambda length: bt.Drift("d", length=length),
+    lambda length: bt.Quadrupole("q", length=length, k1=1.5),
+    lambda length: bt.Solenoid("s", length=length, ks=0.4),
+], ids=["drift", "quadrupole", "solenoid"])
+def test_a_negative_length_undoes_the_positive_one(make):
+    beam = np.random.default_rng(3).normal(0.0, 1e-3, (6, 5))
+    p = bt.Particles(*beam, p0c=P0C, mc2=ELECTRON_MC2)
+    there = make(0.7).track(p)
+    back = make(-0.7).track(there)
+    assert float(back.s) == 0.0 and back.alive.all()
+    np.testing.assert_allclose(back.coords, p.coords, rtol=0.0, atol=1e-15)
+
+
+def test_bends_reject_a_negative_length():
+    with pytest.raises(bt.ParameterError, match="length"):
+        bt.SBend("b", length=-1.0, angle=0.1)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import beamtrack as bt
 
 #: Deterministic and cheap: a fixed example sequence, no deadline (eager torch).
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=20, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -145,13 +145,13 @@ def _read(text: str) -> None:
         assert isinstance(line, bt.Beamline)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(beamline=json_values)
 def test_json_reader_random_documents(beamline):
     _read(json.dumps({"format": "beamtrack-lattice", "version": 1, "beamline": beamline}))
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(position=st.integers(0, len(VALID) - 1), cut=st.integers(0, 20),
        insert=st.text(alphabet='{}[]",:0123456789.eE-truefalsn ', max_size=10))
 def test_json_reader_corrupted_files(position, cut, insert):
