@@ -92,6 +92,14 @@ def finite(coords: Any) -> Any:
     return xp.isfinite(xp.sum(coords, axis=-2))
 
 
+def finite_six(xp: Any, six: tuple[Any, ...]) -> Any:
+    """:func:`finite` of six coordinate arrays (summed, then one ``isfinite``)."""
+    total = six[0] + six[1]
+    for value in six[2:]:
+        total = total + value
+    return xp.isfinite(total)
+
+
 def step_reason(xp: Any, new: tuple[Any, ...]) -> Any:
     """Codes for particles a step lost with coordinates ``new`` after it:
     :attr:`LossReason.NON_FINITE` where a coordinate is not finite, else

@@ -193,12 +193,21 @@ def integrate(six: Six, alive: Any, steps: Sequence[Step | Everyone]) -> tuple[S
     coordinates it had before the step (:func:`freeze`).
     """
     xp = array_api_compat.array_namespace(six[0])
-    reporting = losses.active() and not isinstance(six[0], jets.Jet)
-    for step in steps:
+    arrays = not isinstance(six[0], jets.Jet)
+    reporting = losses.active() and arrays
+    # The exit check, fused into the last step's loss mask (its freeze is reused): a
+    # particle whose result is not finite (an overflow) is lost there. A NaN made by
+    # an earlier step reaches the last one (or is lost earlier as unphysical).
+    last = max((i for i, step in enumerate(steps) if not isinstance(step, Everyone)),
+               default=-1) if arrays else -1
+    for index, step in enumerate(steps):
         if isinstance(step, Everyone):
             six = step.update(six)
             continue
         new, ok = step(safe(xp, alive, six))
+        if index == last:
+            fine = losses.finite_six(xp, new)
+            ok = fine if ok is None else ok & fine
         if ok is not None:
             if reporting:
                 losses.report(alive & ~ok, losses.step_reason(xp, new))
@@ -215,8 +224,12 @@ def run_body(lab: Six, alive: Any, body: Body) -> tuple[Six, Any]:
     those lost inside keep the laboratory coordinates of their point of loss.
     """
     xp = array_api_compat.array_namespace(lab[0])
-    entering = alive & physical(lab)
+    entering = alive & physical(lab)  # False for non-finite momenta
     reporting = losses.active() and not isinstance(lab[0], jets.Jet)
+    if not isinstance(lab[0], jets.Jet):
+        # Non-finite positions: lost before the element, computed on as the reference
+        # orbit (`safe`), so neither values nor gradients see them.
+        entering = entering & xp.isfinite(lab[0] + lab[2] + lab[4])
     if reporting:
         losses.report(alive & ~entering, LossReason.UNPHYSICAL_MOMENTUM)
     if body.admits is not None:
@@ -238,28 +251,16 @@ def run_body(lab: Six, alive: Any, body: Body) -> tuple[Six, Any]:
 
 
 def assemble(particles: Particles, coords: Six, alive: Any, length: Any,
-             p0c: Any = None, kept: Six | None = None) -> Particles:
+             p0c: Any = None) -> Particles:
     """Stack tracked coordinates into a new record, advanced by ``length`` in ``s``
-    (and with the reference momentum ``p0c`` if given).
-
-    The exit check of every element: a particle with a non-finite coordinate (an
-    overflow inside the element) is lost and gets the coordinates ``kept`` (those it
-    entered with, by default), so no NaN or infinity ever leaves an element.
-    """
+    (and with the reference momentum ``p0c`` if given)."""
     xp = particles.xp
     shape = broadcast_shape(*(tuple(a.shape) for a in (*coords, alive)))
     parts = [a if tuple(a.shape) == shape else xp.broadcast_to(a, shape) for a in coords]
-    stacked = xp.stack(parts, axis=-2)
-    ok = losses.finite(stacked)
-    if losses.active():
-        losses.report(alive & ~ok, LossReason.NON_FINITE)
-    alive = alive & ok
     if tuple(alive.shape) != shape:
         alive = xp.broadcast_to(alive, shape)
-    before = particles.coords if kept is None else xp.stack(xp.broadcast_arrays(*kept),
-                                                             axis=-2)
     return Particles.from_fields(
-        xp.where(ok[..., None, :], stacked, before),
+        xp.stack(parts, axis=-2),
         particles.s + length,
         particles.p0c if p0c is None else p0c,
         particles.mc2,
@@ -288,24 +289,19 @@ def track_body(particles: Particles, build: Build, params: dict[str, Any],
     """
     body = _build_on(particles, build, params)
     lab = particles.unpack()
-    # Particles entering with a NaN or infinite coordinate are lost before the element
-    # (and computed on as the reference orbit by `safe`, so gradients stay finite).
-    finite = losses.finite(particles.coords)
-    alive = particles.alive & finite
-    kept = None
     if body.outside is None:
-        out, alive = run_body(lab, alive, body)
+        out, alive = run_body(lab, particles.alive, body)
     else:
-        # Particles that do not enter are re-expressed at the exit reference, so the
+        # Particles that do not enter are re-expressed at the exit reference, so
         # non-finite ones are first replaced by the reference orbit (no NaN in the
         # gradient), then given back their own coordinates.
         xp = particles.xp
+        finite = losses.finite(particles.coords)
         clean = safe(xp, finite, lab)
-        out, alive = run_body(clean, alive, body)
+        out, alive = run_body(clean, particles.alive & finite, body)
         out = freeze(xp, finite, out, lab)
-        kept = freeze(xp, finite, body.outside(clean), lab)
     p0c_out = None if body.p0c_out is None else body.p0c_out[..., 0]
-    return assemble(particles, out, alive, length, p0c_out, kept)
+    return assemble(particles, out, alive, length, p0c_out)
 
 
 def _zero_orbit(params: dict[str, Any], p0c: Any, mc2: Any,
