@@ -17,7 +17,6 @@ Python while tracking code runs, so it works eagerly and while ``jax.jit`` or
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import enum
 from collections.abc import Iterator
 from typing import Any
@@ -51,8 +50,10 @@ class LossReason(enum.IntEnum):
     OTHER = 6
 
 
-_COLLECTOR: contextvars.ContextVar[list[tuple[Any, Any]] | None] = contextvars.ContextVar(
-    "beamtrack_loss_collector", default=None)
+#: The active collectors, innermost last. A plain module-level list, not a ContextVar:
+#: torch.compile traces reads of it (it cannot trace ``ContextVar.get``). Collection
+#: is therefore per process, not per thread: observe from one thread at a time.
+_COLLECTORS: list[list[tuple[Any, Any]]] = []
 
 
 @contextlib.contextmanager
@@ -64,23 +65,22 @@ def collecting() -> Iterator[list[tuple[Any, Any]]]:
     :class:`LossReason` or an integer array of codes of the same shape.
     """
     found: list[tuple[Any, Any]] = []
-    token = _COLLECTOR.set(found)
+    _COLLECTORS.append(found)
     try:
         yield found
     finally:
-        _COLLECTOR.reset(token)
+        _COLLECTORS.pop()
 
 
 def active() -> bool:
     """Whether losses are being collected (the caller may then compute reasons)."""
-    return _COLLECTOR.get() is not None
+    return bool(_COLLECTORS)
 
 
 def report(mask: Any, reason: Any) -> None:
     """Report particles ``mask`` lost for ``reason`` (no-op unless :func:`collecting`)."""
-    found = _COLLECTOR.get()
-    if found is not None:
-        found.append((mask, reason))
+    if _COLLECTORS:
+        _COLLECTORS[-1].append((mask, reason))
 
 
 def finite(coords: Any) -> Any:
@@ -118,5 +118,5 @@ def report_overflow(in_range: Any, six: tuple[Any, ...]) -> None:
     arithmetic would overflow) as :attr:`LossReason.NON_FINITE`, before the stepping
     framework reports the step's losses (the first report of a particle wins). Not
     on truncated power series (``six`` of jets: Taylor maps lose nothing here)."""
-    if _COLLECTOR.get() is not None and not isinstance(six[0], Jet):
+    if _COLLECTORS and not isinstance(six[0], Jet):
         report(~in_range, LossReason.NON_FINITE)

@@ -198,8 +198,11 @@ def integrate(six: Six, alive: Any, steps: Sequence[Step | Everyone]) -> tuple[S
     # The exit check, fused into the last step's loss mask (its freeze is reused): a
     # particle whose result is not finite (an overflow) is lost there. A NaN made by
     # an earlier step reaches the last one (or is lost earlier as unphysical).
-    last = max((i for i, step in enumerate(steps) if not isinstance(step, Everyone)),
-               default=-1) if arrays else -1
+    last = -1
+    if arrays:
+        for index in range(len(steps)):  # a plain loop: torch.compile traces it
+            if not isinstance(steps[index], Everyone):
+                last = index
     for index, step in enumerate(steps):
         if isinstance(step, Everyone):
             six = step.update(six)
