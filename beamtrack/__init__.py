@@ -8,6 +8,7 @@ from importlib.resources import files as _files
 
 from beamtrack import backends
 from beamtrack.backends.defaults import defaults, get_defaults, set_defaults
+from beamtrack.backends.errors import BackendError, BeamtrackError
 from beamtrack.distributed import scan_parameters
 from beamtrack.lattice import (
     Aperture,
@@ -78,6 +79,7 @@ from beamtrack.tracking import (
     track_quadrupole,
 )
 from beamtrack.tracking.beams import from_covariance, from_twiss, gaussian_particles
+from beamtrack.tracking.losses import LossReason
 from beamtrack.tracking.optics import TwissInit
 from beamtrack.tracking.parameter_beam import ParameterBeam
 
@@ -166,10 +168,13 @@ __all__ = [
     "from_xsuite",
     "to_cheetah",
     "to_xsuite",
-    # Errors
+    # Errors (every one derives from BeamtrackError)
+    "BackendError",
+    "BeamtrackError",
     "LatticeError",
     "LatticeFileError",
     "LatticeFileWarning",
+    "LossReason",
     "ParameterError",
     "UnknownParameterError",
     # The backends layer and the project's defaults

@@ -13,6 +13,8 @@ PALS); its reference particle is used unless ``--species``/``--p0c`` are given.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from beamtrack import backends as backend_registry
 from beamtrack.backends.defaults import get_defaults
+from beamtrack.backends.errors import BeamtrackError
 from beamtrack.lattice.beamline import Beamline
 from beamtrack.lattice.crosscheck import FLOAT64_TOLERANCE, crosscheck
 from beamtrack.lattice.io import FORMATS, format_of, load, load_beam, save
@@ -192,7 +195,10 @@ def cmd_optics(args: argparse.Namespace) -> int:
         from beamtrack.lattice.plotting import plot_twiss
 
         ax = plot_twiss(table, line)
-        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
+        # The format from the extension, PNG without one; written to exactly this path
+        # (matplotlib would otherwise append ".png" to a name without extension).
+        suffix = os.path.splitext(args.plot)[1].lstrip(".").lower() or "png"
+        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight", format=suffix)
         print(f"plot written to {args.plot}")
     return 0
 
@@ -299,14 +305,37 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``beamtrack`` console script."""
     args = build_parser().parse_args(argv)
-    if getattr(args, "particles", 1) < 1:
-        print("beamtrack: error: --particles must be at least 1", file=sys.stderr)
+    problem = _bad_option(args)
+    if problem:
+        print(f"beamtrack: error: {problem}", file=sys.stderr)
         return 2
     try:
         return int(args.func(args))
-    except (ValueError, OSError, RuntimeError, ImportError) as exc:
+    except BeamtrackError as exc:
         print(f"beamtrack: error: {exc}", file=sys.stderr)
         return 2
+    except (ValueError, OSError, RuntimeError, ImportError, TypeError, KeyError,
+            ArithmeticError) as exc:
+        # Bad input that no reader or check turned into a BeamtrackError: still one
+        # line (RecursionError is a RuntimeError), never a traceback.
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"beamtrack: error: {detail}", file=sys.stderr)
+        return 2
+
+
+def _bad_option(args: argparse.Namespace) -> str | None:
+    """What is wrong with the numeric options, or ``None``."""
+    if getattr(args, "particles", 1) < 1:
+        return "--particles must be at least 1"
+    p0c = getattr(args, "p0c", None)
+    if p0c is not None and not (math.isfinite(p0c) and p0c > 0.0):
+        return f"--p0c must be a finite reference momentum > 0 [eV], got {p0c!r}"
+    tolerance = getattr(args, "tolerance", None)
+    if tolerance is not None and not math.isfinite(tolerance):
+        # inf would pass every comparison, NaN none; a negative tolerance is kept: it
+        # fails every comparison, a check of the failure path.
+        return f"--tolerance must be a finite number, got {tolerance!r}"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ from beamtrack.backends.defaults import Defaults, DefaultsError, get_defaults, s
 from beamtrack.backends.errors import (
     BackendError,
     BackendUnavailableError,
+    BeamtrackError,
     NoAutodiffError,
     PrecisionError,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "KNOWN",
     "Backend",
     "BackendError",
+    "BeamtrackError",
     "BackendUnavailableError",
     "Defaults",
     "DefaultsError",

@@ -158,6 +158,12 @@ class Backend:
         """Whether ``array`` is an abstract value inside a transformation (no data)."""
         return False
 
+    def has_values(self, array: Any) -> bool:
+        """Whether ``array`` holds values that can be read eagerly (not a tracer inside a
+        transformation, not a data-less torch ``meta`` tensor): eager input checks run
+        only on such arrays."""
+        return not self.is_traced(array)
+
     def enable_float64(self) -> None:
         """Switch the library to float64 support where that is a global setting (JAX)."""
 

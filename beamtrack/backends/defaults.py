@@ -288,7 +288,21 @@ def resolve(backend: str | None = None, dtype: Any = None, device: Any = None
         device = chosen.device
     if name == "jax" and dtype == "float64" and backend is None:
         _ensure_float64(chosen)  # the default came from the environment
+    _check_floating(target, dtype)
     return target, dtype, resolve_device(target, device)
+
+
+def _check_floating(target: Backend, dtype: Any) -> None:
+    """Particles are real floating point: an integer dtype would truncate every
+    coordinate to zero, a complex one would carry a meaningless imaginary part."""
+    try:
+        resolved = target.resolve_dtype(dtype)
+        floating = target.namespace().isdtype(resolved, "real floating")
+    except (AttributeError, TypeError):
+        floating = False
+    if not floating:
+        raise DefaultsError(f"dtype {dtype!r} is not a real floating-point type of "
+                            f"{target.name}; use 'float64' or 'float32'")
 
 
 def resolve_device(target: Backend, device: Any) -> Any:

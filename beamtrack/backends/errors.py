@@ -1,9 +1,24 @@
-"""Errors raised by the backends layer."""
+"""Errors raised by the backends layer, and the base of every beamtrack error.
+
+:class:`BeamtrackError` lives here, in the lowest layer, so that every layer above can
+derive its errors from it: ``except beamtrack.BeamtrackError`` catches every documented
+error of the library (each also keeps a standard base class such as ``ValueError``,
+so existing ``except ValueError`` code keeps working).
+"""
 
 from __future__ import annotations
 
 
-class BackendError(RuntimeError):
+class BeamtrackError(Exception):
+    """Base class of every documented beamtrack error.
+
+    Subclasses: :class:`BackendError` (and its kinds), ``ParameterError``
+    (:mod:`beamtrack.tracking.errors`), ``LatticeError`` and ``LatticeFileError``
+    (:mod:`beamtrack.lattice.errors`).
+    """
+
+
+class BackendError(BeamtrackError, RuntimeError):
     """A problem with an array library (missing, misconfigured, or mixed)."""
 
 

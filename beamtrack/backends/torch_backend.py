@@ -70,6 +70,10 @@ class TorchBackend(Backend):
             return True
         return bool(torch._C._functorch.is_functorch_wrapped_tensor(array))
 
+    def has_values(self, array: Any) -> bool:
+        """False for tracers and for ``meta`` tensors (shapes without data)."""
+        return not (getattr(array, "is_meta", False) or self.is_traced(array))
+
     def value_and_grad(self, fn: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
         """``(value, gradient)`` of the scalar ``fn`` with respect to argument ``argnums``.
 

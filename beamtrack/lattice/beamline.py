@@ -12,11 +12,13 @@ from beamtrack.backends import backend_of
 from beamtrack.backends.pytrees import ensure_registered, register_pytree
 from beamtrack.lattice.elements import Element, Screen
 from beamtrack.lattice.errors import LatticeError
+from beamtrack.tracking import losses
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.losses import LossReason
 from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.reference import Reference
-from beamtrack.tracking.stepping import METHODS
+from beamtrack.tracking.stepping import METHODS, check_particles
 
 Item = Union[Element, "Beamline"]
 
@@ -319,6 +321,7 @@ class Beamline:
             from beamtrack.lattice.optics import track_parameter_beam
 
             return track_parameter_beam(self, particles)
+        check_particles(particles, f"Beamline {self._name!r}")
         if self._traced_by_jax(particles):
             # Under a JAX transformation: one lax.scan over the elements with a
             # lax.switch over element signatures, so compile time scales with the
@@ -531,9 +534,11 @@ class Beamline:
         if isinstance(particles, ParameterBeam):
             self.plan(method)  # validates the method
             return self._observe_moments(particles)
+        check_particles(particles, f"Beamline {self._name!r}")
         plan = self.plan(method)
         xp = particles.xp
         lost_at = xp.full_like(particles.alive, -1, dtype=xp.int32)
+        lost_reason = xp.zeros_like(lost_at)
         weight = xp.astype(particles.alive, particles.dtype)
         readings: dict[str, Any] = {}
         images: dict[str, Any] = {}
@@ -541,9 +546,14 @@ class Beamline:
         for index, (element, element_method) in enumerate(plan):
             factor = element.survival_factor(particles)
             before = particles.alive
-            particles = element.track(particles, element_method)
+            entry = before & ~losses.finite(particles.coords)
+            with losses.collecting() as found:
+                particles = element.track(particles, element_method)
             lost_here = before & ~particles.alive
             lost_at = xp.where(lost_here, xp.full_like(lost_at, index), lost_at)
+            reason = _reason(xp, lost_here, entry, found,
+                             LossReason.APERTURE if factor is not None else LossReason.OTHER)
+            lost_reason = xp.where(lost_here, reason, lost_reason)
             if factor is None:
                 weight = xp.where(lost_here, xp.zeros_like(weight), weight)
             else:
@@ -555,6 +565,7 @@ class Beamline:
         return Observation(
             particles=particles,
             lost_at=lost_at,
+            lost_reason=lost_reason,
             weight=weight,
             readings=readings,
             images=images,
@@ -718,6 +729,21 @@ def _unflatten_line(aux: Any, items: Any) -> Beamline:
 register_pytree(Beamline, _flatten_line, _unflatten_line)
 
 
+def _reason(xp: Any, lost: Any, entry: Any, found: list[tuple[Any, Any]],
+            default: LossReason) -> Any:
+    """Loss codes of the particles ``lost`` in one element: non-finite on entry first,
+    then the first loss the element reported for each particle, else ``default``
+    (apertures, and elements that report nothing)."""
+    reason = xp.where(entry, xp.full_like(lost, int(LossReason.NON_FINITE_ENTRY),
+                                          dtype=xp.int32),
+                      xp.zeros_like(lost, dtype=xp.int32))
+    for mask, code in found:
+        if not hasattr(code, "shape"):
+            code = xp.full_like(lost, int(code), dtype=xp.int32)
+        reason = xp.where(mask & (reason == 0), code, reason)
+    return xp.where(reason == 0, xp.full_like(reason, int(default)), reason)
+
+
 class Observation:
     """What :meth:`Beamline.observe` saw: final particles, losses, readings and images.
 
@@ -731,6 +757,12 @@ class Observation:
         ``names`` (``Beamline.names()``) of the element where it was lost, or ``-1`` if
         it was not lost in this beamline (survivors, and particles already lost when
         they entered). ``None`` for a moment beam.
+    lost_reason
+        Integer array (int32) like ``lost_at``: why each particle was lost there, a
+        :class:`~beamtrack.tracking.losses.LossReason` code (0: not lost in this
+        beamline; 1 aperture, 2 unphysical momentum, 3 below rest energy, 4 overflow or
+        another non-finite result, 5 non-finite coordinates on entry, 6 other; the
+        table of the "Failure modes" page). ``None`` for a moment beam.
     weight
         Float array ``(*batch, n)``: a differentiable survival weight. It starts as the
         incoming ``alive`` flags; every aperture multiplies in its smooth survival
@@ -755,7 +787,8 @@ class Observation:
     Registered as a JAX pytree, so a jitted function can return it.
     """
 
-    __slots__ = ("particles", "lost_at", "weight", "readings", "images", "names", "_spans")
+    __slots__ = ("particles", "lost_at", "lost_reason", "weight", "readings", "images",
+                 "names", "_spans")
 
     def __init__(
         self,
@@ -767,8 +800,12 @@ class Observation:
         images: dict[str, Any],
         names: tuple[str, ...],
         spans: dict[str, list[tuple[int, int]]],
+        lost_reason: Any = None,
     ) -> None:
-        for key, value in (("particles", particles), ("lost_at", lost_at), ("weight", weight),
+        if lost_reason is None and lost_at is not None:  # None: a moment beam
+            lost_reason = backend_of(lost_at).namespace().zeros_like(lost_at)
+        for key, value in (("particles", particles), ("lost_at", lost_at),
+                           ("lost_reason", lost_reason), ("weight", weight),
                            ("readings", readings), ("images", images), ("names", names),
                            ("_spans", spans)):
             object.__setattr__(self, key, value)
@@ -826,7 +863,7 @@ class Observation:
 
 def _flatten_observation(obs: Observation) -> tuple[tuple[Any, ...], Any]:
     reading_names, image_names = tuple(obs.readings), tuple(obs.images)
-    children = (obs.particles, obs.lost_at, obs.weight,
+    children = (obs.particles, obs.lost_at, obs.lost_reason, obs.weight,
                 tuple(obs.readings[k] for k in reading_names),
                 tuple(obs.images[k] for k in image_names))
     aux = (reading_names, image_names, obs.names,
@@ -836,8 +873,9 @@ def _flatten_observation(obs: Observation) -> tuple[tuple[Any, ...], Any]:
 
 def _unflatten_observation(aux: Any, children: Sequence[Any]) -> Observation:
     reading_names, image_names, names, spans = aux
-    particles, lost_at, weight, readings, images = children
-    return Observation(particles=particles, lost_at=lost_at, weight=weight,
+    particles, lost_at, lost_reason, weight, readings, images = children
+    return Observation(particles=particles, lost_at=lost_at, lost_reason=lost_reason,
+                       weight=weight,
                        readings=dict(zip(reading_names, readings)),
                        images=dict(zip(image_names, images)), names=names,
                        spans={k: list(v) for k, v in spans})

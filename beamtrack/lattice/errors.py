@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import warnings
 
+from beamtrack.backends.errors import BeamtrackError
 from beamtrack.tracking.errors import ParameterError
 
 
-class LatticeError(ValueError):
+class LatticeError(BeamtrackError, ValueError):
     """A beamline is inconsistent (two definitions under one name, unknown element,
     bad nesting)."""
 

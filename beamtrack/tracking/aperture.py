@@ -37,6 +37,7 @@ from beamtrack.tracking import frames
 from beamtrack.tracking.drift import track_drift
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import frame_positions
+from beamtrack.tracking.losses import finite
 from beamtrack.tracking.parameters import as_nonnegative_parameter, per_particle
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.stepping import check_method
@@ -236,7 +237,9 @@ def track_aperture(
     inside = inside_aperture(particles, shape=shape, x_limit=x_limit, y_limit=y_limit,
                              **misalignment)
     xp = particles.xp
-    alive = particles.alive & inside
+    # A non-finite coordinate is no position inside: lost here (a NaN compares False,
+    # but a plane without limit would let it through).
+    alive = particles.alive & inside & finite(c)
     coords = c
     if tuple(alive.shape[:-1]) != tuple(c.shape[:-2]):
         coords = xp.broadcast_to(c, tuple(alive.shape[:-1]) + tuple(c.shape[-2:]))

@@ -26,6 +26,7 @@ from beamtrack.tracking import frames, jets
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import change_frame
 from beamtrack.tracking.kinematics import beta_ratio_minus_one, low_energy_z_correction
+from beamtrack.tracking.losses import report_overflow
 from beamtrack.tracking.parameters import as_parameter
 from beamtrack.tracking.particles import Particles
 from beamtrack.tracking.quadrupole import quadrupole_plane
@@ -35,6 +36,7 @@ from beamtrack.tracking.special import (
     atanc_second_derivative,
     cos_sinc,
     cos_sinc_ratios,
+    hyperbolic_in_range,
     one_minus_cos_ratio,
     sqrt1,
 )
@@ -487,6 +489,13 @@ def _slice(c: dict[str, Any], kind: str, p0c: Any, mc2: Any) -> Step:
     def step(six: Six) -> tuple[Six, Any]:
         new, lost = _body(six, c, kind, p0c, mc2)
         ok = physical(new)
+        if kind != "exact":  # a k1 so strong that cosh overflows: lost (see cos_sinc)
+            scale = c["step"] * c["step"] / (1.0 + six[5])
+            dg = c.get("dg")
+            kx = c["k1"] + c["g"] * (c["g"] if dg is None else c["g"] + dg)
+            in_range = hyperbolic_in_range(kx * scale) & hyperbolic_in_range(c["k1"] * scale)
+            report_overflow(in_range, six)
+            ok = ok & in_range
         return new, ok if lost is None else ok & ~lost
 
     return step

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from beamtrack.backends.errors import BeamtrackError
 
-class ParameterError(ValueError):
+
+class ParameterError(BeamtrackError, ValueError):
     """An element or tracking parameter is invalid (wrong type, value or backend).
 
     The message names the element (where known) and the parameter.

@@ -54,10 +54,18 @@ def unphysical_momentum(px: Any, py: Any, pz: Any) -> Any:
     """Mask of particles whose transverse momentum reaches the total momentum.
 
     True where ``px^2 + py^2 >= (1+pz)^2`` or ``1 + pz <= 0``: such particles cannot
-    move forward and are lost.
+    move forward and are lost. Also True where a momentum is NaN (or the comparison
+    is otherwise undecidable), so a NaN never passes for a physical momentum.
     """
+    return ~physical_momentum(px, py, pz)
+
+
+def physical_momentum(px: Any, py: Any, pz: Any) -> Any:
+    """Mask of particles that can move forward: ``px^2 + py^2 < (1+pz)^2`` and
+    ``1 + pz > 0`` (False for NaN momenta); the complement of
+    :func:`unphysical_momentum`."""
     rel_p = 1.0 + pz
-    return (px * px + py * py >= rel_p * rel_p) | (rel_p <= 0.0)
+    return (px * px + py * py < rel_p * rel_p) & (rel_p > 0.0)
 
 
 def one_over_ps_minus_one(pxy2: Any) -> Any:

@@ -12,6 +12,7 @@ import array_api_compat
 from beamtrack.backends import backend_of, get, namespace_of
 from beamtrack.backends.pytrees import ensure_registered, register_pytree
 from beamtrack.tracking.errors import ParameterError
+from beamtrack.tracking.parameters import broadcast_shape
 
 #: Names of the six coordinates, in storage order.
 COORDINATES = ("x", "px", "y", "py", "z", "pz")
@@ -105,8 +106,12 @@ class Particles:
                 raise ParameterError(
                     f"Particles: coords must have shape (*batch, 6, n), got {tuple(coords.shape)}"
                 )
+        if xp.isdtype(coords.dtype, "complex floating"):
+            raise ParameterError(
+                f"Particles: coordinates must be real, got dtype {coords.dtype} (the "
+                "imaginary part would be dropped)")
         if not xp.isdtype(coords.dtype, "real floating"):
-            coords = xp.astype(coords, _default_float(coords))
+            coords = xp.astype(coords, _default_float(coords))  # integers: exact in float64
         self._init_fields(xp, coords, s=s, p0c=p0c, mc2=mc2, alive=alive)
         object.__setattr__(self, "_charge", _check_charge(charge))
         object.__setattr__(self, "_weight", _weight_array(xp, weight, coords))
@@ -117,8 +122,10 @@ class Particles:
         reference = {}
         for name, value in (("s", s), ("p0c", p0c), ("mc2", mc2)):
             reference[name] = _reference_array(xp, value, coords, name)
+            check_reference(name, reference[name], tuple(coords.shape[:-2]))
+        shape = tuple(coords.shape[:-2]) + tuple(coords.shape[-1:])
         if alive is None:
-            alive = xp.ones(coords.shape[:-2] + coords.shape[-1:], dtype=xp.bool, device=device)
+            alive = xp.ones(shape, dtype=xp.bool, device=device)
         elif array_api_compat.is_array_api_obj(alive):
             if namespace_of(alive, coords) is not xp:  # pragma: no cover - namespace_of raises
                 raise ParameterError("Particles: alive must use the coordinates' library")
@@ -126,6 +133,12 @@ class Particles:
                 alive = xp.astype(alive, xp.bool)
         else:
             alive = xp.asarray(alive, dtype=xp.bool, device=device)
+        if tuple(alive.shape) != shape:
+            if not _broadcasts_to(tuple(alive.shape), shape):
+                raise ParameterError(
+                    f"Particles: alive has shape {tuple(alive.shape)}, the coordinates "
+                    f"need {shape} (*batch, n)")
+            alive = xp.broadcast_to(alive, shape)
         object.__setattr__(self, "_coords", coords)
         object.__setattr__(self, "_s", reference["s"])
         object.__setattr__(self, "_p0c", reference["p0c"])
@@ -486,6 +499,53 @@ def _check_charge(charge: Any) -> float | None:
         raise ParameterError(f"Particles: charge must be a finite number (the species' "
                              f"charge number) or None, got {charge!r}")
     return float(charge)
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return broadcast_shape(shape, target) == target
+    except ValueError:
+        return False
+
+
+#: Rules of the reference fields, checked where their values are known (not on JAX
+#: tracers): (test, what the value must be).
+_REFERENCE_RULES = {
+    "p0c": (lambda v: v > 0.0, "finite and > 0 [eV]"),
+    "mc2": (lambda v: v >= 0.0, "finite and >= 0 [eV]"),
+    "s": (lambda v: v == v, "finite [m]"),
+}
+
+
+def check_reference(name: str, value: Any, batch: tuple[int, ...]) -> None:
+    """Check a reference field (``s``, ``p0c`` or ``mc2``) of particles with batch shape
+    ``batch``: its shape must be ``()`` or broadcast to ``batch``, and its values must
+    be finite, ``p0c > 0`` and ``mc2 >= 0``.
+
+    Values inside a JAX or torch transformation (tracers) and torch ``meta`` tensors
+    have no data: only their shape is checked; tracking then flags the particles lost
+    (non-finite results) instead.
+
+    Raises
+    ------
+    ParameterError
+        Naming the field and giving the shapes or the offending value.
+    """
+    shape = tuple(value.shape)
+    if shape and not _broadcasts_to(shape, batch):
+        raise ParameterError(
+            f"Particles: {name} has shape {shape}, which does not broadcast to the "
+            f"particles' batch shape {batch}"
+        )
+    backend = backend_of(value)
+    if not backend.has_values(value):
+        return
+    xp = array_api_compat.array_namespace(value)
+    test, rule = _REFERENCE_RULES[name]
+    good = xp.isfinite(value) & test(value)
+    if not bool(xp.all(good)):
+        bad = backend.to_numpy(value[~good] if shape else value)
+        raise ParameterError(f"Particles: {name} must be {rule}, got {float(bad.ravel()[0])!r}")
 
 
 def _weight_array(xp: Any, weight: Any, coords: Any) -> Any:

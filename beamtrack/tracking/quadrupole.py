@@ -10,15 +10,22 @@ from beamtrack.tracking import frames
 from beamtrack.tracking.frames import from_element_frame
 from beamtrack.tracking.kinematics import inverse_gamma0_squared, low_energy_z_correction
 from beamtrack.tracking.linear import matrix6, rotation_matrix
+from beamtrack.tracking.losses import report_overflow
 from beamtrack.tracking.parameters import is_number
 from beamtrack.tracking.particles import Particles
-from beamtrack.tracking.special import cos_sinc, cos_sinc_pair, sinc_derivative
+from beamtrack.tracking.special import (
+    HYPERBOLIC_LIMIT,
+    cos_sinc,
+    cos_sinc_pair,
+    hyperbolic_in_range,
+    sinc_derivative,
+)
 from beamtrack.tracking.stepping import (
     Body,
     Build,
     Six,
     check_num_steps,
-    checked,
+    physical,
     prepare,
     track_element,
 )
@@ -217,7 +224,16 @@ def _quadrupole_body(num_steps: int) -> Build:
 
     def build(p: dict[str, Any], p0c: Any, mc2: Any) -> Body:
         step_length = p["length"] / num_steps
-        step = checked(lambda six: quadrupole_body_step(six, p["k1"], step_length, p0c, mc2))
+
+        def step(six: Six) -> tuple[Six, Any]:
+            # Slices so strong that cosh overflows lose their particles (the capped
+            # values they compute on keep gradients finite).
+            new = quadrupole_body_step(six, p["k1"], step_length, p0c, mc2)
+            in_range = hyperbolic_in_range(p["k1"] / (1.0 + six[5])
+                                           * (step_length * step_length))
+            report_overflow(in_range, six)
+            return new, physical(new) & in_range
+
         return Body([step] * num_steps, offsets=frames.offsets(p))
 
     return build
@@ -277,7 +293,13 @@ def _linear_map(p: dict[str, Any], particles: Particles) -> tuple[Any, Any]:
     constant (``None``) when offsets and tilt are Python zeros, else
     :func:`quadrupole_map`."""
     if frames.offsets(p) is None:
-        return aligned_quadrupole_matrix(p["length"], p["k1"], particles.p0c,
+        r, c = aligned_quadrupole_matrix(p["length"], p["k1"], particles.p0c,
                                          particles.mc2), None
-    return quadrupole_map(p["length"], p["k1"], particles.p0c, particles.mc2,
-                          p["x_offset"], p["y_offset"], p["tilt"])
+    else:
+        r, c = quadrupole_map(p["length"], p["k1"], particles.p0c, particles.mc2,
+                              p["x_offset"], p["y_offset"], p["tilt"])
+    if is_number(p["k1"]) and is_number(p["length"]):
+        if abs(p["k1"]) * p["length"] ** 2 <= HYPERBOLIC_LIMIT:
+            return r, c  # the common case: no array operation for the check
+    # Beyond the cap of cos_sinc the map would be wrong: its particles are lost.
+    return r, c, hyperbolic_in_range(p["k1"] * p["length"] * p["length"] + 0.0 * r[..., 0, 0])

@@ -21,6 +21,12 @@ from beamtrack.tracking.jets import Jet
 #: cancellation, so values and first and second derivatives are accurate to rounding
 #: on both sides of the switch.
 _SERIES_LIMIT = 1.0
+#: Largest ``-u`` of the hyperbolic side of :func:`cos_sinc` computed as such: beyond
+#: ``sqrt(-u) = 200`` (amplitude growth e^200 ~ 7e86 in one slice; cosh overflows at
+#: 710, and its square, which path lengths need, at 355) ``u`` is capped there, so
+#: values and derivatives stay finite. Elements lose the particles of such slices
+#: (:func:`hyperbolic_in_range`): their true coordinates are out of any float range.
+HYPERBOLIC_LIMIT = 200.0**2
 _SERIES_TERMS = 12
 
 
@@ -62,6 +68,7 @@ def cos_sinc(u: Any) -> tuple[Any, Any]:
     if isinstance(u, Jet):
         return _cos_sinc_horner(u)
     xp = array_api_compat.array_namespace(u)
+    u = xp.where(u < -HYPERBOLIC_LIMIT, -HYPERBOLIC_LIMIT, u)
     a = xp.abs(u)
     small = a < _SERIES_LIMIT
     series = _power_series(xp, xp.where(small, -u, 0.0), _COS_SINC_COEFFICIENTS)
@@ -107,6 +114,7 @@ def _power_series(xp: Any, t: Any, coefficients: list[list[float]]) -> Any:
 def _cos_sinc_horner(u: Any) -> tuple[Any, Any]:
     """:func:`cos_sinc` by Horner's rule, for jets (element-wise operations only)."""
     xp = array_api_compat.array_namespace(u)
+    u = xp.where(u < -HYPERBOLIC_LIMIT, xp.full_like(u, -HYPERBOLIC_LIMIT), u)
     small = xp.abs(u) < _SERIES_LIMIT
     focusing = u >= _SERIES_LIMIT
     # Safe inputs: each branch only ever sees values for which it is finite.
@@ -126,6 +134,13 @@ def _cos_sinc_horner(u: Any) -> tuple[Any, Any]:
     c_closed = xp.where(focusing, xp.cos(w_pos), xp.cosh(w_neg))
     s_closed = xp.where(focusing, xp.sin(w_pos) / w_pos, xp.sinh(w_neg) / w_neg)
     return xp.where(small, c_series, c_closed), xp.where(small, s_series, s_closed)
+
+
+def hyperbolic_in_range(u: Any) -> Any:
+    """Mask of ``|u| <= HYPERBOLIC_LIMIT``: where :func:`cos_sinc` of ``u`` and of
+    ``-u`` (both planes of a quadrupole) are exact, not capped."""
+    xp = array_api_compat.array_namespace(u)
+    return xp.abs(u) <= HYPERBOLIC_LIMIT
 
 
 def cos_sinc_pair(u: Any) -> tuple[tuple[Any, Any], tuple[Any, Any]]:

@@ -26,10 +26,11 @@ from typing import Any
 
 import array_api_compat
 
-from beamtrack.tracking import jets
+from beamtrack.tracking import jets, losses
 from beamtrack.tracking.errors import ParameterError
 from beamtrack.tracking.frames import Six, from_element_frame, to_element_frame
-from beamtrack.tracking.kinematics import unphysical_momentum
+from beamtrack.tracking.kinematics import physical_momentum
+from beamtrack.tracking.losses import LossReason
 from beamtrack.tracking.parameters import (
     as_number,
     as_parameter,
@@ -77,9 +78,31 @@ def prepare(particles: Particles, element: str, method: str, *,
     that are Python zeros skip the frame change, :func:`~beamtrack.tracking.frames.offsets`).
     """
     check_method(method, element)
+    check_particles(particles, element)
     c = particles.coords
-    return {k: as_number(v, k, element) if k in numbers and _is_number(v)
-            else as_parameter(v, c, k, element=element) for k, v in params.items()}
+    out = {k: as_number(v, k, element) if k in numbers and _is_number(v)
+           else as_parameter(v, c, k, element=element) for k, v in params.items()}
+    batch = tuple(c.shape[:-2])
+    for k, v in out.items():
+        if not isinstance(v, float) and v.ndim:
+            try:
+                broadcast_shape(tuple(v.shape), batch)
+            except ValueError:
+                raise ParameterError(
+                    f"parameter {k!r} has batch shape {tuple(v.shape)}, which does not "
+                    f"broadcast with the particles' batch shape {batch}",
+                    element=element) from None
+    return out
+
+
+def check_particles(particles: Any, element: str) -> Particles:
+    """``particles`` if it is a :class:`Particles` record, else a ParameterError that says
+    what was expected (a NumPy array, say, instead of ``Particles(coords=array, ...)``)."""
+    if not isinstance(particles, Particles):
+        raise ParameterError(
+            f"expected a beamtrack Particles record, got {type(particles).__name__}; "
+            "build one with Particles(coords=array, p0c=..., mc2=...)", element=element)
+    return particles
 
 
 def _is_number(value: Any) -> bool:
@@ -111,8 +134,9 @@ def safe(xp: Any, alive: Any, coords: Six) -> Six:
 
 def physical(six: Six) -> Any:
     """Mask of particles whose momentum lets them move forward (see
-    :func:`~beamtrack.tracking.kinematics.unphysical_momentum`)."""
-    return ~unphysical_momentum(six[1], six[3], six[5])
+    :func:`~beamtrack.tracking.kinematics.unphysical_momentum`); False for NaN
+    momenta."""
+    return physical_momentum(six[1], six[3], six[5])
 
 
 def checked(update: Callable[[Six], Six]) -> Step:
@@ -169,12 +193,27 @@ def integrate(six: Six, alive: Any, steps: Sequence[Step | Everyone]) -> tuple[S
     coordinates it had before the step (:func:`freeze`).
     """
     xp = array_api_compat.array_namespace(six[0])
-    for step in steps:
+    arrays = not isinstance(six[0], jets.Jet)
+    reporting = losses.active() and arrays
+    # The exit check, fused into the last step's loss mask (its freeze is reused): a
+    # particle whose result is not finite (an overflow) is lost there. A NaN made by
+    # an earlier step reaches the last one (or is lost earlier as unphysical).
+    last = -1
+    if arrays:
+        for index in range(len(steps)):  # a plain loop: torch.compile traces it
+            if not isinstance(steps[index], Everyone):
+                last = index
+    for index, step in enumerate(steps):
         if isinstance(step, Everyone):
             six = step.update(six)
             continue
         new, ok = step(safe(xp, alive, six))
+        if index == last:
+            fine = losses.finite_six(xp, new)
+            ok = fine if ok is None else ok & fine
         if ok is not None:
+            if reporting:
+                losses.report(alive & ~ok, losses.step_reason(xp, new))
             alive = alive & ok
         six = freeze(xp, alive, new, six)
     return six, alive
@@ -188,8 +227,17 @@ def run_body(lab: Six, alive: Any, body: Body) -> tuple[Six, Any]:
     those lost inside keep the laboratory coordinates of their point of loss.
     """
     xp = array_api_compat.array_namespace(lab[0])
-    entering = alive & physical(lab)
+    entering = alive & physical(lab)  # False for non-finite momenta
+    reporting = losses.active() and not isinstance(lab[0], jets.Jet)
+    if not isinstance(lab[0], jets.Jet):
+        # Non-finite positions: lost before the element, computed on as the reference
+        # orbit (`safe`), so neither values nor gradients see them.
+        entering = entering & xp.isfinite(lab[0] + lab[2] + lab[4])
+    if reporting:
+        losses.report(alive & ~entering, LossReason.UNPHYSICAL_MOMENTUM)
     if body.admits is not None:
+        if reporting:
+            losses.report(entering & ~body.admits, LossReason.BELOW_REST_ENERGY)
         entering = entering & body.admits
     # The entering coordinates are passed, not kept: integrate can free each state as
     # it goes (holding them here measurably slows large beams).
@@ -245,7 +293,18 @@ def track_body(particles: Particles, build: Build, params: dict[str, Any],
     them and the reference as ``(*batch, 1)`` arrays broadcasting over particles.
     """
     body = _build_on(particles, build, params)
-    out, alive = run_body(particles.unpack(), particles.alive, body)
+    lab = particles.unpack()
+    if body.outside is None:
+        out, alive = run_body(lab, particles.alive, body)
+    else:
+        # Particles that do not enter are re-expressed at the exit reference, so
+        # non-finite ones are first replaced by the reference orbit (no NaN in the
+        # gradient), then given back their own coordinates.
+        xp = particles.xp
+        finite = losses.finite(particles.coords)
+        clean = safe(xp, finite, lab)
+        out, alive = run_body(clean, particles.alive & finite, body)
+        out = freeze(xp, finite, out, lab)
     p0c_out = None if body.p0c_out is None else body.p0c_out[..., 0]
     return assemble(particles, out, alive, length, p0c_out)
 
@@ -307,15 +366,24 @@ def taylor_map(build: Build, params: dict[str, Any], p0c: Any, mc2: Any,
 
 
 def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
-              p0c_out: Any = None, body: Body | None = None) -> Particles:
+              p0c_out: Any = None, body: Body | None = None,
+              valid: Any = None) -> Particles:
     """Apply the Taylor map ``x_i -> c_i + R_ij x_j + T_ijk x_j x_k / 2`` (``c`` and
     ``t`` may be ``None``: zero) to the alive particles; lost ones keep their
     coordinates. A map never loses particles, except all those of a batch entry that
     ``body`` (the element's model on the particles' arrays) does not admit
     (:attr:`Body.admits`); particles not mapped are re-expressed by
-    :attr:`Body.outside` where ``body`` has one. ``s`` advances by ``length`` [m]."""
+    :attr:`Body.outside` where ``body`` has one. ``s`` advances by ``length`` [m].
+
+    Particles entering with a non-finite coordinate, or leaving with one, are lost
+    and keep their coordinates; so are all particles of the batch entries where
+    ``valid`` (shape ``(*batch)``, optional) is False (a map that is not exact there).
+    """
     xp = particles.xp
     coords = particles.coords
+    # A particle entering with a non-finite coordinate leaves with one and is lost by
+    # the exit check below (one check per element: maps are cheap, a second pass over
+    # the coordinates would double their cost).
     new = r @ coords
     if c is not None:
         new = new + c[..., None]
@@ -328,9 +396,17 @@ def apply_map(particles: Particles, r: Any, c: Any, t: Any, length: Any,
         new = new + 0.5 * quad
     alive, kept = particles.alive, coords
     if body is not None and body.admits is not None:
+        if losses.active():
+            losses.report(alive & ~body.admits, LossReason.BELOW_REST_ENERGY)
         alive = alive & body.admits
     if body is not None and body.outside is not None:
         kept = xp.stack(xp.broadcast_arrays(*body.outside(particles.unpack())), axis=-2)
+    ok = losses.finite(new)
+    if valid is not None:
+        ok = ok & valid[..., None]
+    if losses.active():
+        losses.report(alive & ~ok, LossReason.NON_FINITE)
+    alive = alive & ok
     new = xp.where(alive[..., None, :], new, kept)
     shape = tuple(new.shape[:-2]) + tuple(new.shape[-1:])
     if tuple(alive.shape) != shape:
@@ -360,8 +436,10 @@ def track_element(particles: Particles, build: Build, params: dict[str, Any], *,
     method
         ``"bmad"``, ``"linear"`` or ``"second_order"``.
     linear
-        Optional closed form of the first-order map, ``() -> (R, c)`` (``c`` may be
-        ``None``: zero), used for
+        Optional closed form of the first-order map, ``() -> (R, c)`` or
+        ``() -> (R, c, valid)`` (``c`` may be ``None``: zero; ``valid``, of shape
+        ``(*batch)``, marks the batch entries whose map is finite: the particles of the
+        others are lost, reason ``NON_FINITE``), used for
         ``"linear"`` instead of the series (kept only where speed needs it, and tested
         against the series); only for elements whose body has no ``admits``, ``outside``
         or ``p0c_out``.
@@ -370,9 +448,10 @@ def track_element(particles: Particles, build: Build, params: dict[str, Any], *,
         return track_body(particles, build, params, length)
     if method == "linear" and linear is not None:
         # Closed forms serve elements that keep the reference and lose no particle
-        # (drift, quadrupole), so no body is needed for lost-particle bookkeeping.
-        r, c = linear()
-        return apply_map(particles, r, c, None, length)
+        # (drift, quadrupole), so no body is needed for lost-particle bookkeeping;
+        # a third value, where given, masks the batch entries whose map is valid.
+        r, c, *valid = linear()
+        return apply_map(particles, r, c, None, length, valid=valid[0] if valid else None)
     r, c, t, p0c_out, model = _taylor(build, params, particles.p0c, particles.mc2,
                                       MAP_ORDER[method])
     # The lost-particle bookkeeping acts on the particles' own arrays, so only a model

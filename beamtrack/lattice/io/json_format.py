@@ -172,6 +172,10 @@ def dumps(line: Beamline, beam: dict[str, Any] | None = None) -> str:
     return json.dumps(document, indent=2, allow_nan=False)
 
 
+#: Largest JSON lattice file read [bytes] (a lattice of 1e5 elements is about 10 MB).
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
 def _document(text: str, source: str) -> dict[str, Any]:
     try:
         document = json.loads(text)
@@ -246,10 +250,14 @@ def read_text(path: str | os.PathLike[str]) -> str:
     Raises
     ------
     LatticeFileError
-        The file is not UTF-8 text (a binary file, say).
+        The file is not UTF-8 text (a binary file, say), or is larger than
+        :data:`MAX_FILE_BYTES`.
     """
     with open(path, "rb") as handle:
-        data = handle.read()
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise LatticeFileError(f"larger than {MAX_FILE_BYTES} bytes, the limit of a "
+                               "lattice file", file=os.fspath(path))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
