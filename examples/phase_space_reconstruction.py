@@ -49,7 +49,8 @@ def measure(line: bt.Beamline, coords: np.ndarray, k1: np.ndarray) -> np.ndarray
 
 
 def main(iterations: int = 1000, particles: int = 10_000, seed: int = 0,
-         progress: bool = True, threads: int | None = 1, samples: int = 200_000) -> dict:
+         progress: bool = True, threads: int | None = 1, samples: int = 200_000,
+         deposit: str = "cic", learning_rate: float = 1e-2) -> dict:
     """Reconstruct and compare; ``threads``: torch threads (one is fastest for this
     size, and avoids contention on a shared machine; ``None`` keeps torch's);
     ``samples``: particles of the true beam (measured images) and of the comparisons."""
@@ -65,14 +66,15 @@ def main(iterations: int = 1000, particles: int = 10_000, seed: int = 0,
     start = time.perf_counter()
     result = reconstruct(line, "screen", {"q.k1": SCAN}, images, p0c=P0C, mc2=MC2,
                          seed=seed, n_particles=particles, iterations=iterations,
-                         progress=progress)
+                         progress=progress, deposit=deposit, learning_rate=learning_rate)
     seconds = time.perf_counter() - start
     sample = result.sample(samples, seed=2)
     rec = np.cov(sample.coords.numpy()[:4], bias=True)
     ref = np.cov(truth[:4], bias=True)
     names = ["x", "px", "y", "py"]
     moment_errors = {f"<{a}{a}>": float(rec[i, i] / ref[i, i] - 1) for i, a in enumerate(names)}
-    held_out = result.predict({"q.k1": [HELD_OUT]}, n=samples)[0]
+    # Histogram deposit: comparable with the measured (pixel-integrated) image.
+    held_out = result.predict({"q.k1": [HELD_OUT]}, n=samples, deposit="histogram")[0]
     held_truth = measure(line, truth, np.array([HELD_OUT]))[0]
     held_truth = held_truth / held_truth.sum()
     held_out_error = float(np.abs(held_out - held_truth).sum() / 2)  # total variation
@@ -97,5 +99,8 @@ if __name__ == "__main__":
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--particles", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--deposit", choices=["cic", "kde"], default="cic")
+    parser.add_argument("--learning-rate", type=float, default=1e-2)
     args = parser.parse_args()
-    main(args.iterations, args.particles, threads=args.threads)
+    main(args.iterations, args.particles, threads=args.threads, deposit=args.deposit,
+         learning_rate=args.learning_rate)
