@@ -224,8 +224,11 @@ def reconstruct(
         ``{"element.parameter": values}``, ``S`` values each (one quadrupole or several
         parameters moved together).
     images
-        Measured images ``(S, ny, nx)`` (array-like, any non-negative units). Each is
-        normalised to sum 1 inside.
+        Measured images ``(S, ny, nx)`` (array-like, any non-negative units): the
+        intensity integrated over each pixel, as a camera or a histogram records it.
+        Each is normalised to sum 1 and blurred by the fit deposit's extra kernel
+        inside (see ``deposit``). The pixels should resolve the beam at the scan's
+        waists: a waist one or two pixels wide hardly constrains the angles.
     p0c, mc2
         Reference momentum and rest energy [eV]; the line's reference by default.
     seed
@@ -240,7 +243,11 @@ def reconstruct(
         Size of the network.
     deposit
         Differentiable screen deposit used in the fit, ``"cic"`` (cloud in cell) or
-        ``"kde"`` (the screen's own ``deposit`` is for measurement, often histogram).
+        ``"kde"`` (the screen's own ``deposit`` is for measurement, often histogram;
+        ``"kde"`` with the screen's ``bandwidth``, the pixel size when zero, and much
+        slower). Either spreads each particle wider than the pixel integral of the
+        measured images, so the measured images are blurred by the same amount (cic:
+        one more sensor-pixel box; kde: the Gaussian) before they are compared.
     method
         Tracking method (``"linear"`` default: fast and exact for linear optics).
     progress
