@@ -230,9 +230,11 @@ def run_body(lab: Six, alive: Any, body: Body) -> tuple[Six, Any]:
     entering = alive & physical(lab)  # False for non-finite momenta
     reporting = losses.active() and not isinstance(lab[0], jets.Jet)
     if not isinstance(lab[0], jets.Jet):
-        # Non-finite positions: lost before the element, computed on as the reference
-        # orbit (`safe`), so neither values nor gradients see them.
-        entering = entering & xp.isfinite(lab[0] + lab[2] + lab[4])
+        # Non-finite positions (and an infinite pz, which the momentum check lets
+        # through: inf < inf is False but px^2 + py^2 < (1 + inf)^2 holds): lost before
+        # the element, computed on as the reference orbit (`safe`), so neither values
+        # nor gradients see them.
+        entering = entering & xp.isfinite(lab[0] + lab[2] + lab[4] + lab[5])
     if reporting:
         losses.report(alive & ~entering, LossReason.UNPHYSICAL_MOMENTUM)
     if body.admits is not None:
