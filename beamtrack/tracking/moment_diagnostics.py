@@ -30,7 +30,13 @@ import numpy as np
 from beamtrack.backends import backend_of
 from beamtrack.tracking import frames
 from beamtrack.tracking.aperture import check_shape
-from beamtrack.tracking.diagnostics import check_binning, check_screen_grid, check_seed, erf
+from beamtrack.tracking.diagnostics import (
+    check_binning,
+    check_screen_grid,
+    check_seed,
+    erf,
+    screen_grid,
+)
 from beamtrack.tracking.parameter_beam import ParameterBeam
 from beamtrack.tracking.parameters import as_nonnegative_parameter, as_parameter
 
@@ -145,8 +151,8 @@ def screen_image_moments(
     slope = vxy / vyy
     sx_cond = xp.sqrt(xp.clip(vxx - vxy * slope, min=_TINY_VARIANCE))
     dev = beam.device
-    x_edges = xp.asarray((np.arange(nx + 1) - nx / 2) * dx, dtype=beam.dtype, device=dev)
-    y_edges = xp.asarray((np.arange(ny + 1) - ny / 2) * dy, dtype=beam.dtype, device=dev)
+    x_edges, y_edges = (xp.asarray(e, dtype=beam.dtype, device=dev)
+                        for e in screen_grid((nx, ny), (dx, dy)))
     # Row masses, exact: (*batch, ny)
     cdf_y = _normal_cdf((y_edges - my[..., None]) / sy[..., None])
     row_mass = cdf_y[..., 1:] - cdf_y[..., :-1]
